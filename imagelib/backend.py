@@ -1,0 +1,106 @@
+"""Array backends: the same filter code runs on NumPy (CPU) or CuPy (CUDA GPU).
+
+CuPy is optional (``imagelib[gpu]``); it is imported lazily and only when asked for or when ``"auto"``
+probes for a CUDA device, so the plain install never needs it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+
+from imagelib.errors import ImagelibError
+
+BackendName = Literal["auto", "numpy", "cupy"]
+
+
+def _import_cupy() -> ModuleType | None:
+    """CuPy if it imports, else None (a broken CUDA install counts as absent)."""
+    try:
+        return importlib.import_module("cupy")
+    except Exception:  # ImportError, but also CUDA driver/runtime errors raised at import
+        return None
+
+
+@functools.cache
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    cupy = _import_cupy()
+    if cupy is None:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver / no device: CuPy raises CUDARuntimeError
+        return False
+
+
+def array_module(name: str) -> ModuleType:
+    """The array module called ``name`` (``"numpy"`` or ``"cupy"``)."""
+    if name == "numpy":
+        return np
+    if name == "cupy":
+        cupy = _import_cupy()
+        if cupy is None or not cuda_available():
+            raise ImagelibError(
+                "backend 'cupy' needs CuPy and a CUDA device (install imagelib[gpu])",
+                code="BACKEND_UNAVAILABLE",
+                field="backend",
+                expected="numpy",
+                found=name,
+            )
+        return cupy
+    raise ImagelibError(
+        f"unknown array backend {name!r}",
+        code="BACKEND_UNAVAILABLE",
+        field="backend",
+        expected=["auto", "numpy", "cupy"],
+        found=name,
+    )
+
+
+def select_backend(name: BackendName | str = "auto") -> ModuleType:
+    """Resolve ``"auto"|"numpy"|"cupy"`` to a module; ``auto`` is CuPy when a CUDA device is present."""
+    if name == "auto":
+        return array_module("cupy") if cuda_available() else np
+    return array_module(name)
+
+
+def is_cupy_array(array: Any) -> bool:
+    """True for a ``cupy.ndarray`` (checked by type name so CuPy need not be imported)."""
+    return type(array).__module__.startswith("cupy")
+
+
+def get_xp(array: Any) -> ModuleType:
+    """The array module (numpy or cupy) that ``array`` belongs to."""
+    return array_module("cupy") if is_cupy_array(array) else np
+
+
+def ndimage_for(xp: ModuleType) -> ModuleType:
+    """``scipy.ndimage`` for NumPy, ``cupyx.scipy.ndimage`` for CuPy."""
+    return importlib.import_module("scipy.ndimage" if xp is np else "cupyx.scipy.ndimage")
+
+
+def fft_for(xp: ModuleType) -> ModuleType:
+    """``scipy.fft`` for NumPy (multi-threaded, keeps float32), ``cupyx.scipy.fft`` for CuPy."""
+    return importlib.import_module("scipy.fft" if xp is np else "cupyx.scipy.fft")
+
+
+def signal_for(xp: ModuleType) -> ModuleType:
+    """``scipy.signal`` for NumPy, ``cupyx.scipy.signal`` for CuPy."""
+    return importlib.import_module("scipy.signal" if xp is np else "cupyx.scipy.signal")
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """A host NumPy copy/view of a NumPy or CuPy array."""
+    return array.get() if is_cupy_array(array) else np.asarray(array)
+
+
+def to_xp(array: Any, xp: ModuleType) -> Any:
+    """``array`` moved to the device of ``xp`` (no copy when it is already there)."""
+    if xp is np:
+        return to_numpy(array)
+    return xp.asarray(array)

@@ -1,0 +1,37 @@
+"""Configuration from the environment with embedded defaults (DESIGN.md, "Configuration")."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings; read fresh with :func:`settings` so tests and notebooks can change the env."""
+
+    home: Path
+    store: str
+    catalog: str
+    queue: str
+    oidc_issuer: str | None
+    oidc_audience: str
+    max_pixels: int
+    max_side: int
+
+
+def settings() -> Settings:
+    """Read ``IMAGELIB_*`` variables, filling the documented defaults."""
+    home = Path(os.environ.get("IMAGELIB_HOME", "~/.imagelib")).expanduser().resolve()
+    return Settings(
+        home=home,
+        store=os.environ.get("IMAGELIB_STORE", f"file://{home}/store"),
+        catalog=os.environ.get("IMAGELIB_CATALOG", f"sqlite:///{home}/catalog.db"),
+        queue=os.environ.get("IMAGELIB_QUEUE", "local"),
+        oidc_issuer=os.environ.get("IMAGELIB_OIDC_ISSUER") or None,
+        oidc_audience=os.environ.get("IMAGELIB_OIDC_AUDIENCE", "imagelib"),
+        # Pixel-bomb guard: 4 Gpx and 2^20 per side by default; rule sets may lower them.
+        max_pixels=int(os.environ.get("IMAGELIB_MAX_PIXELS", str(4 * 1024**3))),
+        max_side=int(os.environ.get("IMAGELIB_MAX_SIDE", str(1 << 20))),
+    )

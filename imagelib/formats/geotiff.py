@@ -1,0 +1,99 @@
+"""GeoTIFF / COG reader on rasterio (GDAL restricted to the GTiff driver, no network, no sidecar scans)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import xarray as xr
+from rasterio.windows import Window
+
+from imagelib.formats.lazy import LazySource, guard_dimensions, to_dask
+
+#: GDAL options for untrusted files: never list directories for sidecars, never reach the network.
+SAFE_GDAL_ENV = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".imagelib-none",
+    "GDAL_HTTP_MAX_RETRY": "0",
+    "GTIFF_REPORT_COMPD_CS": "NO",
+}
+
+
+def safe_env() -> rasterio.Env:
+    """A rasterio environment with the untrusted-input GDAL options set."""
+    return rasterio.Env(**SAFE_GDAL_ENV)
+
+
+def crs_string(crs: Any) -> str | None:
+    """``AUTHORITY:CODE`` when the CRS has one, else WKT; None without a CRS."""
+    if crs is None:
+        return None
+    auth = crs.to_authority()
+    if auth:
+        return f"{auth[0]}:{auth[1]}"
+    return crs.to_wkt()
+
+
+class _Handles(threading.local):
+    """One open dataset per thread: GDAL handles are not thread-safe."""
+
+    ds: Any = None
+
+
+def open_geotiff(path: Path) -> xr.DataArray:
+    """Open a GeoTIFF lazily as ``(band, y, x)`` with CRS, transform, bounds and nodata in attrs."""
+    with safe_env(), rasterio.open(path, driver="GTiff") as ds:
+        shape = (ds.count, ds.height, ds.width)
+        guard_dimensions(shape, ds.dtypes[0])
+        attrs = _attrs(ds)
+        dtype = np.dtype(ds.dtypes[0])
+    handles = _Handles()
+
+    def read(key: tuple[slice, ...]) -> np.ndarray:
+        if handles.ds is None:
+            with safe_env():
+                handles.ds = rasterio.open(path, driver="GTiff")
+        b, y, x = key
+        window = Window(x.start, y.start, x.stop - x.start, y.stop - y.start)
+        return handles.ds.read(list(range(b.start + 1, b.stop + 1)), window=window)
+
+    data = to_dask(LazySource(shape, dtype, read), chunks=(1, *_chunks(shape)))
+    return xr.DataArray(data, dims=("band", "y", "x"), coords=_coords(attrs, shape), attrs=attrs)
+
+
+def _chunks(shape: tuple[int, int, int]) -> tuple[int, int]:
+    from imagelib.formats.lazy import CHUNK
+
+    return min(CHUNK, shape[1]), min(CHUNK, shape[2])
+
+
+def _attrs(ds: Any) -> dict[str, Any]:
+    nodata = ds.nodata
+    return {
+        "format": "cog" if _is_cog(ds) else "geotiff",
+        "crs": crs_string(ds.crs),
+        "crs_wkt": ds.crs.to_wkt() if ds.crs else None,
+        "transform": list(ds.transform)[:6],
+        "bounds": list(ds.bounds),
+        "nodata": None if nodata is None else float(nodata),
+        "band_names": [d or f"b{i + 1}" for i, d in enumerate(ds.descriptions)],
+        "time": ds.tags().get("TIFFTAG_DATETIME"),
+        "georeferenced": ds.crs is not None or not ds.transform.is_identity,
+    }
+
+
+def _is_cog(ds: Any) -> bool:
+    # A COG is tiled with internal overviews; GDAL's LAYOUT=COG tag is not always written.
+    return bool(ds.profile.get("tiled")) and bool(ds.overviews(1))
+
+
+def _coords(attrs: dict[str, Any], shape: tuple[int, int, int]) -> dict[str, Any]:
+    coords: dict[str, Any] = {"band": np.arange(1, shape[0] + 1)}
+    a, b, c, d, e, f = attrs["transform"]
+    if attrs["georeferenced"] and b == 0 and d == 0:
+        coords["x"] = c + a * (np.arange(shape[2]) + 0.5)
+        coords["y"] = f + e * (np.arange(shape[1]) + 0.5)
+    return coords

@@ -1,0 +1,202 @@
+"""HDF5 / NetCDF4 reader on h5py: addressed datasets (``file.h5#/group/dataset``), CF georeferencing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import xarray as xr
+
+from imagelib.errors import InputError
+from imagelib.formats.lazy import LazySource, guard_dimensions, to_dask
+
+
+def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
+    """Open one dataset of an HDF5/NetCDF4 file lazily; refuse anything pointing outside the file."""
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as exc:
+        code = "TRUNCATED" if "truncated" in str(exc).lower() or "eof" in str(exc).lower() else "FORMAT_CORRUPT"
+        raise InputError(f"{path}: HDF5 file cannot be opened ({exc})", code=code) from exc
+    with fh:
+        refuse_external_links(fh, path)
+        name = address or _only_candidate(fh, path)
+        obj = fh.get(name)
+        if not isinstance(obj, h5py.Dataset):
+            raise InputError(
+                f"{path}: no dataset at {name!r}; candidates: {candidate_datasets(fh)}",
+                code="DATASET_NOT_FOUND",
+                field="address",
+                expected=candidate_datasets(fh),
+                found=name,
+            )
+        refuse_external_storage(obj, path)
+        guard_dimensions(obj.shape, obj.dtype)
+        if obj.ndim not in (2, 3):
+            raise InputError(
+                f"{path}#{name}: {obj.ndim}-D datasets are not images (need 2-D or 3-D)",
+                code="DIMENSIONS_NOT_ALLOWED",
+                field="dims",
+                found=list(obj.shape),
+            )
+        dtype, attrs = _decode(fh, obj)
+        shape, dims = tuple(obj.shape), _dims(obj)
+    local = threading.local()
+
+    def read(key: tuple[slice, ...]) -> np.ndarray:
+        if getattr(local, "ds", None) is None:
+            local.ds = h5py.File(path, "r")[name]
+        return np.asarray(local.ds[key]).view(dtype)
+
+    data = to_dask(LazySource(shape, dtype, read))
+    attrs.update({"address": name})
+    return xr.DataArray(data, dims=dims, attrs=attrs)
+
+
+def candidate_datasets(fh: h5py.File) -> list[str]:
+    """Image-like datasets: numeric, 2-D or more, not a dimension scale."""
+    found: list[str] = []
+
+    def visit(name: str, link: Any) -> None:
+        if not isinstance(link, h5py.HardLink):
+            return
+        obj = fh[name]
+        if (
+            isinstance(obj, h5py.Dataset)
+            and obj.ndim >= 2
+            and obj.dtype.kind in "uif"
+            and obj.attrs.get("CLASS") != b"DIMENSION_SCALE"
+        ):
+            found.append("/" + name)
+
+    fh.visititems_links(visit)
+    return sorted(found)
+
+
+def _only_candidate(fh: h5py.File, path: Path) -> str:
+    names = candidate_datasets(fh)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise InputError(f"{path}: no 2-D/3-D numeric dataset in the file", code="DATASET_NOT_FOUND")
+    raise InputError(
+        f"{path} holds several datasets ({', '.join(names)}); address one as {path.name}#{names[0]}",
+        code="DATASET_AMBIGUOUS",
+        field="address",
+        expected=names,
+    )
+
+
+def refuse_external_links(fh: h5py.File, path: Path) -> None:
+    """External links would make h5py open other files; refuse the whole file."""
+    bad: list[str] = []
+
+    def visit(name: str, link: Any) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            bad.append(f"/{name} -> {link.filename}:{link.path}")
+
+    fh.visititems_links(visit)
+    if bad:
+        raise InputError(
+            f"{path}: external links point outside the file: {', '.join(bad)}",
+            code="EXTERNAL_REFERENCE",
+            field="links",
+            found=bad,
+        )
+
+
+def refuse_external_storage(ds: h5py.Dataset, path: Path) -> None:
+    """External raw storage and virtual datasets sourcing other files are refused."""
+    if ds.external:
+        raise InputError(
+            f"{path}#{ds.name}: data is stored in external files {[e[0] for e in ds.external]}",
+            code="EXTERNAL_REFERENCE",
+            field="storage",
+        )
+    if ds.is_virtual:
+        sources = sorted({vs.file_name for vs in ds.virtual_sources()})
+        if any(s != "." for s in sources):
+            raise InputError(
+                f"{path}#{ds.name}: virtual dataset maps other files {sources}",
+                code="EXTERNAL_REFERENCE",
+                field="storage",
+                found=sources,
+            )
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes | np.bytes_):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.item()
+    return value
+
+
+def _decode(fh: h5py.File, ds: h5py.Dataset) -> tuple[np.dtype, dict[str, Any]]:
+    """CF conventions: ``_Unsigned``, ``_FillValue``, ``grid_mapping``; values stay raw (scale in attrs)."""
+    dtype = ds.dtype
+    if str(_text(ds.attrs.get("_Unsigned", ""))).lower() == "true" and dtype.kind == "i":
+        dtype = np.dtype(f"u{dtype.itemsize}")
+    fill = ds.attrs.get("_FillValue")
+    nodata = None if fill is None else float(np.asarray(fill).astype(ds.dtype).view(dtype).ravel()[0])
+    attrs: dict[str, Any] = {
+        "format": "netcdf4" if "_NCProperties" in fh.attrs or "_Netcdf4Dimid" in ds.attrs else "hdf5",
+        "nodata": nodata,
+        "scale_factor": _text(ds.attrs.get("scale_factor")),
+        "add_offset": _text(ds.attrs.get("add_offset")),
+        "units": _text(ds.attrs.get("units")),
+        "time": _text(fh.attrs.get("time_coverage_start")),
+        "time_end": _text(fh.attrs.get("time_coverage_end")),
+        "band_names": [],
+    }
+    attrs.update(_georef(fh, ds))
+    return np.dtype(dtype), attrs
+
+
+def _dims(ds: h5py.Dataset) -> tuple[str, ...]:
+    if ds.ndim == 2:
+        return ("y", "x")
+    first = ""
+    if len(ds.dims[0]):
+        first = ds.dims[0][0].name.rsplit("/", 1)[-1].lower()
+    return ("band", "y", "x") if first in ("band", "bands", "channel", "c") else ("z", "y", "x")
+
+
+def _georef(fh: h5py.File, ds: h5py.Dataset) -> dict[str, Any]:
+    """CRS from the CF grid mapping and an affine transform from regular 1-D x/y coordinates."""
+    none = {"crs": None, "crs_wkt": None, "transform": None, "bounds": None, "georeferenced": False}
+    gm_name = _text(ds.attrs.get("grid_mapping"))
+    if not gm_name or gm_name not in fh or "x" not in fh or "y" not in fh:
+        return none
+    from pyproj import CRS
+
+    gm = {k: _text(v) for k, v in fh[gm_name].attrs.items()}
+    try:
+        crs = CRS.from_cf(gm)
+    except Exception:
+        return none
+    # GOES-style fixed grids give x/y in radians of scan angle; metres = radians × satellite height.
+    factor = float(gm.get("perspective_point_height", 1.0)) if gm.get("grid_mapping_name") == "geostationary" else 1.0
+    x, y = (_cf_values(fh[n]) * factor for n in ("x", "y"))
+    if len(x) < 2 or len(y) < 2:
+        return none
+    dx, dy = float(x[1] - x[0]), float(y[1] - y[0])
+    left, top = float(x[0] - dx / 2), float(y[0] - dy / 2)
+    right, bottom = left + dx * len(x), top + dy * len(y)
+    auth = crs.to_authority()
+    return {
+        "crs": f"{auth[0]}:{auth[1]}" if auth else crs.to_wkt(),
+        "crs_wkt": crs.to_wkt(),
+        "transform": [dx, 0.0, left, 0.0, dy, top],
+        "bounds": [min(left, right), min(top, bottom), max(left, right), max(top, bottom)],
+        "georeferenced": True,
+    }
+
+
+def _cf_values(var: h5py.Dataset) -> np.ndarray:
+    scale = float(_text(var.attrs.get("scale_factor", 1.0)))
+    offset = float(_text(var.attrs.get("add_offset", 0.0)))
+    return np.asarray(var[()], dtype="float64") * scale + offset

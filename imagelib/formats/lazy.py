@@ -1,0 +1,70 @@
+"""Turn a chunk-readable source into a lazy dask array, and guard declared sizes before any allocation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+from imagelib.config import settings
+from imagelib.errors import InputError
+
+#: Default chunk edge for lazy reads and the stored multiscale (pixels).
+CHUNK = 1024
+
+
+class LazySource:
+    """Minimal array-like (shape, dtype, ndim, __getitem__) whose reads go through ``read(slices)``."""
+
+    def __init__(self, shape: Sequence[int], dtype: Any, read: Callable[[tuple[slice, ...]], np.ndarray]):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._read = read
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        full = tuple(key) + (slice(None),) * (self.ndim - len(key))
+        norm = tuple(slice(*s.indices(n)) for s, n in zip(full, self.shape, strict=True))
+        return self._read(norm)
+
+
+def default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
+    """One plane of leading axes, CHUNK×CHUNK in the last two."""
+    lead = (1,) * (len(shape) - 2)
+    return lead + tuple(min(CHUNK, max(1, n)) for n in shape[-2:])
+
+
+def to_dask(source: Any, chunks: Sequence[int] | None = None) -> da.Array:
+    """Wrap an array-like in dask without copying; reads happen chunk by chunk on compute."""
+    chunks = tuple(chunks) if chunks else default_chunks(source.shape)
+    return da.from_array(source, chunks=chunks, lock=False, asarray=True, fancy=False, name=False)
+
+
+def guard_dimensions(shape: Sequence[int], dtype: Any, max_pixels: int | None = None) -> None:
+    """Refuse pixel bombs from the declared header, before anything is allocated or read."""
+    limits = settings()
+    max_pixels = max_pixels or limits.max_pixels
+    if any(int(n) <= 0 for n in shape):
+        raise InputError(f"declared shape {tuple(shape)} has an empty axis", code="FORMAT_CORRUPT", field="shape")
+    if any(int(n) > limits.max_side for n in shape):
+        raise InputError(
+            f"declared side {max(shape)} exceeds the limit {limits.max_side}",
+            code="DIMENSIONS_TOO_LARGE",
+            field="shape",
+            expected=f"<= {limits.max_side} per axis",
+            found=list(map(int, shape)),
+        )
+    pixels = math.prod(int(n) for n in shape)
+    if pixels > max_pixels:
+        raise InputError(
+            f"declared {pixels} elements ({np.dtype(dtype).itemsize * pixels / 2**30:.1f} GiB) exceed "
+            f"the limit of {max_pixels}",
+            code="DIMENSIONS_TOO_LARGE",
+            field="shape",
+            expected=f"<= {max_pixels} elements",
+            found=list(map(int, shape)),
+        )

@@ -1,0 +1,83 @@
+"""Zarr v2/v3 and OME-Zarr (NGFF) reader: level 0 of a multiscale group, or a plain array."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import xarray as xr
+import zarr
+
+from imagelib.errors import InputError
+from imagelib.formats.lazy import guard_dimensions
+
+NGFF_AXES = {"t": "t", "c": "band", "z": "z", "y": "y", "x": "x"}
+
+
+def open_zarr(path: Path, address: str | None) -> xr.DataArray:
+    """Open a Zarr array (``store.zarr#/path`` or the NGFF level 0) lazily."""
+    try:
+        node = zarr.open(store=str(path), mode="r")
+    except Exception as exc:
+        raise InputError(f"{path}: Zarr metadata is unreadable ({exc})", code="FORMAT_CORRUPT") from exc
+    attrs: dict[str, Any] = {"format": "zarr", "spacing": None}
+    axes: list[str] | None = None
+    if isinstance(node, zarr.Group):
+        ome = dict(node.attrs).get("ome", node.attrs)  # NGFF 0.5 nests under "ome"
+        multiscales = ome.get("multiscales") if hasattr(ome, "get") else None
+        if address is None and multiscales:
+            ms = multiscales[0]
+            address = ms["datasets"][0]["path"]
+            axes = [a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])] or None
+            attrs.update({"format": "ome-zarr", "spacing": _spacing(ms, axes)})
+        if address is None:
+            names = sorted(k for k, _ in node.arrays())
+            raise InputError(
+                f"{path}: Zarr group with several arrays {names}; address one as {path.name}#/{names[0] if names else ''}",
+                code="DATASET_AMBIGUOUS",
+                field="address",
+                expected=names,
+            )
+        try:
+            node = node[address.strip("/")]
+        except KeyError as exc:
+            raise InputError(f"{path}: no array {address!r}", code="DATASET_NOT_FOUND", field="address") from exc
+    if not isinstance(node, zarr.Array):
+        raise InputError(f"{path}#{address}: not an array", code="DATASET_NOT_FOUND", field="address")
+    guard_dimensions(node.shape, node.dtype)
+    return _to_dataarray(node, axes, attrs, address)
+
+
+def _spacing(ms: dict[str, Any], axes: list[str] | None) -> dict[str, float] | None:
+    for transform in ms["datasets"][0].get("coordinateTransformations", []):
+        if transform.get("type") == "scale" and axes:
+            return {NGFF_AXES.get(a, a): float(s) for a, s in zip(axes, transform["scale"], strict=False)}
+    return None
+
+
+def _to_dataarray(arr: zarr.Array, axes: list[str] | None, attrs: dict[str, Any], address: str | None) -> xr.DataArray:
+    names = [NGFF_AXES.get(a, a) for a in axes] if axes else _default_axes(arr.ndim)
+    data = da.from_zarr(arr)
+    keep = [n in ("y", "x") or size > 1 for n, size in zip(names, arr.shape, strict=True)]
+    index = tuple(slice(None) if k else 0 for k in keep)
+    dims = [n for n, k in zip(names, keep, strict=True) if k]
+    if dims and dims[0] == "t":
+        dims[0] = "z"
+    if len(dims) > 3:
+        raise InputError(f"Zarr array {arr.shape} has more than 3 non-singleton axes", code="DIMENSIONS_NOT_ALLOWED")
+    fill = arr.fill_value
+    attrs.update(
+        {
+            "crs": None, "crs_wkt": None, "transform": None, "bounds": None, "georeferenced": False,
+            "nodata": None, "time": None, "address": address, "source_shape": list(arr.shape),
+            "band_names": [], "fill_value": None if fill is None else float(fill),
+        }
+    )
+    return xr.DataArray(data[index], dims=tuple(dims), attrs=attrs)
+
+
+def _default_axes(ndim: int) -> list[str]:
+    return {2: ["y", "x"], 3: ["z", "y", "x"], 4: ["band", "z", "y", "x"], 5: ["t", "band", "z", "y", "x"]}.get(
+        ndim, [f"d{i}" for i in range(ndim)]
+    )

@@ -1,0 +1,140 @@
+"""OME-Zarr (NGFF 0.4, Zarr v2 on disk) multiscale arrays: write level 0 block by block, derive the
+lower levels by 2×2 nodata-aware means, read any level back as a lazy ``xarray.DataArray``.
+
+Only ``y`` and ``x`` are halved: band and z axes keep their size (anisotropic volumes stay correct).
+Each level has ``ceil(n / 2)`` pixels per axis; an odd last row/column is averaged with its edge copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import dask
+import dask.array as da
+import numcodecs
+import numpy as np
+import xarray as xr
+import zarr
+
+from imagelib.hashing import jsonable
+
+CHUNK = 1024
+MIN_LEVEL_SIDE = 256  # stop halving once a level fits one 256 px tile
+COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+NGFF_AXES = {"band": {"name": "c", "type": "channel"}, "z": {"name": "z", "type": "space"},
+             "y": {"name": "y", "type": "space"}, "x": {"name": "x", "type": "space"}}
+DIM_OF_AXIS = {"c": "band", "z": "z", "y": "y", "x": "x"}
+
+
+def level_shapes(shape: Sequence[int]) -> list[tuple[int, ...]]:
+    """Shapes of every level, halving y and x until both fit ``MIN_LEVEL_SIDE``."""
+    shapes = [tuple(int(n) for n in shape)]
+    while max(shapes[-1][-2:]) > MIN_LEVEL_SIDE:
+        *lead, h, w = shapes[-1]
+        shapes.append((*lead, math.ceil(h / 2), math.ceil(w / 2)))
+    return shapes
+
+
+def chunks_for(shape: Sequence[int]) -> tuple[int, ...]:
+    """One plane of leading axes, CHUNK×CHUNK in y, x."""
+    return (1,) * (len(shape) - 2) + (min(CHUNK, shape[-2]), min(CHUNK, shape[-1]))
+
+
+def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, Any]) -> zarr.Group:
+    """Create the group, every level's empty array and the NGFF metadata."""
+    group = zarr.open_group(store=store, mode="w", zarr_format=2)
+    shapes = level_shapes(data.shape)
+    fill = attrs.get("nodata")
+    for level, shape in enumerate(shapes):
+        group.create_array(
+            str(level), shape=shape, chunks=chunks_for(shape), dtype=data.dtype, compressors=COMPRESSOR,
+            fill_value=_fill(fill, data.dtype), overwrite=True,
+        )
+    group.attrs.update({"multiscales": [_ngff(data.dims, len(shapes), attrs)], "imagelib": jsonable(attrs)})
+    return group
+
+
+def _fill(nodata: Any, dtype: np.dtype) -> Any:
+    if nodata is None or (isinstance(nodata, float) and np.isnan(nodata) and dtype.kind != "f"):
+        return 0
+    return np.array(nodata).astype(dtype).item()
+
+
+def _ngff(dims: Sequence[str], levels: int, attrs: dict[str, Any]) -> dict[str, Any]:
+    spacing = attrs.get("spacing") or {}
+    transform = attrs.get("transform")
+    base = {d: float(spacing.get(d, 1.0)) for d in dims}
+    if transform and not spacing:
+        base["x"], base["y"] = abs(transform[0]) or 1.0, abs(transform[4]) or 1.0
+    datasets = []
+    for level in range(levels):
+        scale = [base[d] * (2**level if d in ("y", "x") else 1) for d in dims]
+        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    return {"version": "0.4", "name": attrs.get("name", "image"), "axes": [NGFF_AXES[d] for d in dims],
+            "datasets": datasets, "type": "mean"}
+
+
+def downsample2(block: np.ndarray, nodata: Any = None) -> np.ndarray:
+    """2×2 mean over the last two axes, ignoring nodata/NaN; odd edges averaged with their copy."""
+    h, w = block.shape[-2:]
+    pad = [(0, 0)] * (block.ndim - 2) + [(0, h % 2), (0, w % 2)]
+    work = np.pad(block, pad, mode="edge").astype(np.float32 if block.dtype.itemsize <= 2 else np.float64)
+    missing = np.isnan(work)
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        missing |= work == np.array(nodata).astype(block.dtype)
+    work[missing] = 0
+    shape = (*work.shape[:-2], work.shape[-2] // 2, 2, work.shape[-1] // 2, 2)
+    total = work.reshape(shape).sum(axis=(-3, -1))
+    count = (~missing).reshape(shape).sum(axis=(-3, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    empty = count == 0
+    if block.dtype.kind in "iu":
+        info = np.iinfo(block.dtype)
+        mean = np.clip(np.floor(mean + 0.5), info.min, info.max)
+    if empty.any():
+        mean[empty] = _empty_value(nodata, block.dtype)
+    return mean.astype(block.dtype)
+
+
+def _empty_value(nodata: Any, dtype: np.dtype) -> float:
+    """What a window with no valid pixel becomes: nodata, else NaN for floats, else 0."""
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        return float(nodata)
+    return float("nan") if dtype.kind == "f" else 0.0
+
+
+def build_lower_levels(group: zarr.Group, nodata: Any = None) -> None:
+    """Fill levels 1..n from the level above, chunk-aligned so memory stays at a few chunks."""
+    level = 1
+    while str(level) in group:
+        src, dst = group[str(level - 1)], group[str(level)]
+        lead = (1,) * (src.ndim - 2)
+        source = da.from_zarr(src).rechunk(lead + (2 * CHUNK, 2 * CHUNK))
+        out_chunks = tuple(
+            tuple(math.ceil(c / 2) for c in axis) if i >= src.ndim - 2 else axis
+            for i, axis in enumerate(source.chunks)
+        )
+        result = source.map_blocks(downsample2, nodata=nodata, chunks=out_chunks, dtype=src.dtype)
+        with dask.config.set(scheduler="threads"):
+            da.store(result, dst, lock=False)
+        level += 1
+
+
+def read_level(group: zarr.Group, level: int = 0) -> xr.DataArray:
+    """One level as a lazy DataArray with the version's attrs (transform scaled to the level)."""
+    meta = group.attrs["multiscales"][0]
+    attrs = json.loads(json.dumps(dict(group.attrs.get("imagelib", {}))))
+    names = [a["name"] for a in meta["axes"]]
+    dims = tuple(DIM_OF_AXIS.get(n, n) for n in names)
+    arr = group[meta["datasets"][level]["path"]]
+    attrs["level"] = level
+    attrs["levels"] = len(meta["datasets"])
+    if attrs.get("transform"):
+        a, b, c, d, e, f = attrs["transform"]
+        k = 2**level
+        attrs["transform"] = [a * k, b * k, c, d * k, e * k, f]
+    return xr.DataArray(da.from_zarr(arr), dims=dims, attrs=attrs)

@@ -1,0 +1,125 @@
+"""Content rules: a chunked read-through that accumulates NaN/inf counts and value ranges.
+
+The accumulator is fed block by block, so ingest can validate while it writes the multiscale store
+(each pixel is read once) and memory stays flat in input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from imagelib.errors import ImagelibError
+from imagelib.validation.rules import RuleSet
+
+Issue = dict[str, Any]
+BLOCK_BYTES = 96 * 1024 * 1024
+STRIP_ROWS = 1024  # a multiple of the stored chunk height, so each strip fills whole chunks
+
+
+def iter_blocks(data: xr.DataArray, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """Yield ``(index, numpy block)`` covering the array: y strips (all bands), z planes for volumes."""
+    height, width = data.shape[-2], data.shape[-1]
+    row_bytes = width * data.dtype.itemsize
+    if data.ndim == 2:
+        leads: list[tuple[slice, ...]] = [()]
+    elif data.dims[0] == "band":
+        leads = [(slice(0, data.shape[0]),)]
+        row_bytes *= data.shape[0]
+    else:  # z: as many planes per block as the budget allows
+        step = max(1, block_bytes // max(1, row_bytes * STRIP_ROWS))
+        leads = [(slice(z, min(z + step, data.shape[0])),) for z in range(0, data.shape[0], step)]
+    rows = STRIP_ROWS * max(1, block_bytes // max(1, row_bytes * STRIP_ROWS))
+    for lead in leads:
+        for y0 in range(0, height, rows):
+            index = (*lead, slice(y0, min(y0 + rows, height)))
+            yield index, read_block(data, index)
+
+
+def read_block(data: xr.DataArray, index: tuple[slice, ...]) -> np.ndarray:
+    """Compute one block; any decoder failure becomes a coded TRUNCATED/FORMAT_CORRUPT error."""
+    try:
+        return np.asarray(data.data[index])
+    except ImagelibError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        code = "TRUNCATED" if any(w in text.lower() for w in ("trunc", "eof", "short", "end of file")) else "FORMAT_CORRUPT"
+        raise ImagelibError(f"reading pixels failed at {index}: {text}", code=code, field="pixels") from exc
+
+
+class ContentStats:
+    """Per-band min/max over valid pixels, NaN and inf counts."""
+
+    def __init__(self, data: xr.DataArray):
+        self.banded = data.dims[0] == "band"
+        self.bands = data.sizes["band"] if self.banded else 1
+        nodata = data.attrs.get("nodata")
+        self.nodata = None if nodata is None or np.isnan(nodata) else nodata
+        self.is_float = data.dtype.kind == "f"
+        self.minimum = np.full(self.bands, np.inf)
+        self.maximum = np.full(self.bands, -np.inf)
+        self.valid = np.zeros(self.bands, dtype=np.int64)
+        self.nan = 0
+        self.inf = 0
+
+    def update(self, block: np.ndarray) -> None:
+        """Fold one block (with the leading band axis when banded) into the totals."""
+        planes = block if self.banded else block[None]
+        for i, plane in enumerate(planes):
+            mask = np.ones(plane.shape, dtype=bool) if self.nodata is None else plane != self.nodata
+            if self.is_float:
+                nan = np.isnan(plane)
+                inf = np.isinf(plane)
+                self.nan += int(nan.sum())
+                self.inf += int(inf.sum())
+                mask &= ~(nan | inf)
+            count = int(mask.sum())
+            if count:
+                values = plane[mask]
+                self.minimum[i] = min(self.minimum[i], float(values.min()))
+                self.maximum[i] = max(self.maximum[i], float(values.max()))
+                self.valid[i] += count
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready totals."""
+        finite = self.valid > 0
+        return {
+            "min": [float(v) if ok else None for v, ok in zip(self.minimum, finite, strict=True)],
+            "max": [float(v) if ok else None for v, ok in zip(self.maximum, finite, strict=True)],
+            "valid_pixels": self.valid.tolist(),
+            "nan_pixels": self.nan,
+            "inf_pixels": self.inf,
+        }
+
+    def issues(self, rules: RuleSet) -> list[Issue]:
+        """Content rule violations found so far."""
+        out: list[Issue] = []
+        if rules.nan == "forbid" and self.nan:
+            out.append({"code": "NAN_FORBIDDEN", "message": f"{self.nan} NaN pixels", "field": "pixels",
+                        "expected": 0, "found": self.nan})
+        if rules.inf == "forbid" and self.inf:
+            out.append({"code": "INF_FORBIDDEN", "message": f"{self.inf} infinite pixels", "field": "pixels",
+                        "expected": 0, "found": self.inf})
+        if rules.value_range and self.valid.any():
+            lo, hi = rules.value_range
+            found = [float(self.minimum[self.valid > 0].min()), float(self.maximum[self.valid > 0].max())]
+            if found[0] < lo or found[1] > hi:
+                out.append({"code": "VALUE_OUT_OF_RANGE", "message": f"values {found} outside [{lo}, {hi}]",
+                            "field": "pixels", "expected": [lo, hi], "found": found})
+        return out
+
+
+def read_through(
+    data: xr.DataArray, on_block: Callable[[tuple[slice, ...], np.ndarray], None] | None = None
+) -> ContentStats:
+    """Read every pixel once, chunk by chunk; ``on_block`` sees each block (ingest writes it)."""
+    stats = ContentStats(data)
+    for index, block in iter_blocks(data):
+        stats.update(block)
+        if on_block:
+            on_block(index, block)
+    return stats
