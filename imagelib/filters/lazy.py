@@ -97,6 +97,26 @@ def _edges(info: dict[str, Any], axis: int) -> tuple[bool, bool]:
     return loc == 0, loc == n - 1
 
 
+def _fold_axis(block: Any, axis: int, o: int, first: bool, last: bool) -> Any:
+    """Along ``axis``: a tile's core plus the tails its neighbours spilled into it (``o`` each side).
+
+    ``block`` is the tile extended by ``o`` on each side, itself padded with ``o`` of each neighbour
+    tile (absent at the array edge).
+    """
+
+    def cut(start: int | None, stop: int | None) -> tuple[slice, ...]:
+        return (slice(None),) * axis + (slice(start, stop),)
+
+    lp, rp = (0 if first else o), (0 if last else o)
+    n = block.shape[axis]
+    core = block[cut(lp + o, n - rp - o)].copy()
+    if not first:
+        core[cut(0, o)] += block[cut(0, o)]
+    if not last:
+        core[cut(-o, None)] += block[cut(n - o, n)]
+    return core
+
+
 def overlap_add(
     arr: da.Array, fn: Callable[[Any], Any], core: dict[int, int], depth: dict[int, int]
 ) -> da.Array:
@@ -125,25 +145,8 @@ def overlap_add(
 
     def fold(block: Any, block_info: dict[Any, Any]) -> Any:
         for a in axes:
-            o = depth[a]
             first, last = _edges(block_info[0], a)
-            lp, rp = (0 if first else o), (0 if last else o)
-            take = [slice(None)] * block.ndim
-
-            def part(start: int, stop: int, axis: int = a) -> Any:
-                take[axis] = slice(start, stop)
-                return block[tuple(take)]
-
-            n = block.shape[a]
-            core_block = part(lp + o, n - rp - o).copy()
-            head = [slice(None)] * block.ndim
-            if not first:
-                head[a] = slice(0, o)
-                core_block[tuple(head)] += part(0, o)
-            if not last:
-                head[a] = slice(-o, None)
-                core_block[tuple(head)] += part(n - o, n)
-            block = core_block
+            block = _fold_axis(block, a, depth[a], first, last)
         return block
 
     neighbours = overlap(tiles, depth={a: depth.get(a, 0) for a in range(arr.ndim)}, boundary="none")

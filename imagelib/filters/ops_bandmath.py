@@ -99,7 +99,9 @@ def parse_expr(expr: str) -> ast.Expression:
 
 def band_numbers(tree: ast.AST) -> list[int]:
     """Sorted 1-based band numbers referenced by a parsed expression."""
-    return sorted({int(n.id[1:]) for n in ast.walk(tree) if isinstance(n, ast.Name)})
+    return sorted(
+        {int(n.id[1:]) for n in ast.walk(tree) if isinstance(n, ast.Name) and _BAND.fullmatch(n.id)}
+    )
 
 
 def _evaluate(node: ast.AST, bands: Any, xp: ModuleType) -> Any:
