@@ -79,6 +79,7 @@ class BandScale(BandOp):
 class Clip(BandOp):
     """Clip values to ``[min, max]`` (either bound may be omitted)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [{"op": "clip", "min": 0.0, "max": 1.0}]})
     op: Literal["clip"] = "clip"
     min: float | None = None
     max: float | None = None

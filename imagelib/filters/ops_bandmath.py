@@ -91,6 +91,8 @@ def parse_expr(expr: str) -> ast.Expression:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as exc:
         raise _reject(f"syntax error: {exc.msg}") from None
+    except (RecursionError, MemoryError, ValueError):  # absurd nesting, NUL bytes
+        raise _reject("expression cannot be parsed") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise _reject(f"expression has more than {MAX_NODES} nodes")
     _check(tree)

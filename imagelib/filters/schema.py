@@ -49,7 +49,10 @@ def _from_pydantic(exc: ValidationError, index: int) -> ImagelibError:
     found = err.get("input")
     found = found if isinstance(found, int | float | str | bool | type(None)) else None
     return ImagelibError(
-        f"{loc or 'op'}: {err['msg']}", code=code, field=f"chain[{index}].{loc}", found=found
+        f"{loc or 'op'}: {err['msg']}",
+        code=code,
+        field=f"chain[{index}]" + (f".{loc}" if loc else ""),
+        found=found,
     )
 
 
