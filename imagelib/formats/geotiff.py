@@ -77,7 +77,7 @@ def _attrs(ds: Any) -> dict[str, Any]:
         "crs": crs_string(ds.crs),
         "crs_wkt": ds.crs.to_wkt() if ds.crs else None,
         "transform": list(ds.transform)[:6],
-        "bounds": list(ds.bounds),
+        "bounds": list(ds.bounds),  # rasterio computes these from the affine (rotations included)
         "nodata": None if nodata is None else float(nodata),
         "band_names": [d or f"b{i + 1}" for i, d in enumerate(ds.descriptions)],
         "time": ds.tags().get("TIFFTAG_DATETIME"),

@@ -27,7 +27,7 @@ from imagelib.hashing import file_sha256, jsonable
 from imagelib.jobs import create_job, update_job
 from imagelib.storage import Store
 from imagelib.validation import build_report, checksum_issue, describe, load_rules
-from imagelib.validation.content import read_through
+from imagelib.validation.content import ContentStats, read_through
 from imagelib.validation.rules import RuleSet
 from imagelib.validation.schema import check_schema
 from imagelib.versioning import root_version_id
@@ -114,16 +114,9 @@ def _ingest_new(
     staging = store.new_staging()
     try:
         attrs = {**data.attrs, "name": f"{namespace}/{dataset}", "dims": list(data.dims)}
-        group = multiscale.create(store.zarr_store(f"{staging}/image.zarr"), data, attrs)
-        with ThreadPoolExecutor(1) as pool, _bars(progress, size, data.shape[-2] * (data.shape[0] if data.dims[0] == "z" else 1)) as (bytes_bar, rows_bar):
+        with ThreadPoolExecutor(1) as pool, _bars(progress, size, _rows(data)) as (bytes_bar, rows_bar):
             copied = pool.submit(store.put_file, path, f"{staging}/source/{path.name}", bytes_bar.update)
-            level0 = group["0"]
-
-            def write(index: tuple[slice, ...], block: np.ndarray) -> None:
-                level0[index] = block
-                rows_bar.update((index[-1].stop - index[-1].start) * _planes(index, data))
-
-            stats = read_through(data, on_block=write)
+            group, stats = write_level0(store, staging, data, attrs, rows_bar.update)
             digest = copied.result()
         errors = stats.issues(rules) + checksum_issue(declared, digest)
         if errors:
@@ -133,9 +126,7 @@ def _ingest_new(
             store.remove(staging)
             catalog.link_version(version, namespace, dataset)
             return summary(catalog.get_version(version), namespace, dataset, deduplicated=True)
-        multiscale.build_lower_levels(group, data.attrs.get("nodata"))
-        full_stats = {**stats.summary(), **percentiles(group, data)}
-        group.attrs["imagelib"] = jsonable({**attrs, "version": version, "stats": full_stats, "sha256": digest})
+        full_stats = finish_levels(group, data, {**attrs, "version": version, "sha256": digest}, stats)
         if not path.is_dir():
             store.verify_size(f"{staging}/source/{path.name}", size)
         store.publish(staging, f"versions/{version}")
@@ -146,6 +137,33 @@ def _ingest_new(
                       checksum=digest, size=size, address=address)
     catalog.add_version(row, namespace, dataset)
     return summary(catalog.get_version(version), namespace, dataset)
+
+
+def write_level0(
+    store: Store, staging: str, data: xr.DataArray, attrs: dict[str, Any], on_rows: Any = None
+) -> tuple[Any, ContentStats]:
+    """Create the multiscale group under ``staging`` and write level 0 while reading data once."""
+    group = multiscale.create(store.zarr_store(f"{staging}/image.zarr"), data, attrs)
+    level0 = group["0"]
+
+    def write(index: tuple[slice, ...], block: np.ndarray) -> None:
+        level0[index] = block
+        if on_rows:
+            on_rows((index[-1].stop - index[-1].start) * _planes(index, data))
+
+    return group, read_through(data, on_block=write)
+
+
+def finish_levels(group: Any, data: xr.DataArray, attrs: dict[str, Any], stats: ContentStats) -> dict[str, Any]:
+    """Build levels 1..n, compute view statistics and store them in the group attrs."""
+    multiscale.build_lower_levels(group, data.attrs.get("nodata"))
+    full_stats = {**stats.summary(), **percentiles(group, data)}
+    group.attrs["imagelib"] = jsonable({**attrs, "stats": full_stats})
+    return full_stats
+
+
+def _rows(data: xr.DataArray) -> int:
+    return data.shape[-2] * (data.shape[0] if data.dims[0] == "z" else 1)
 
 
 def _planes(index: tuple[slice, ...], data: xr.DataArray) -> int:
@@ -241,7 +259,7 @@ def summary(row: dict[str, Any], namespace: str, dataset: str, deduplicated: boo
     return jsonable({
         "version": row["id"], "namespace": namespace, "dataset": dataset, "shape": row["shape"],
         "dtype": row["dtype"], "crs": row["crs"], "bounds": row["bounds"], "checksum": row["checksum"],
-        "dims": row["dims"], "format": row["format"], "storage_url": row["storage_url"],
+        "dims": row["dims"], "format": row["format"], "source_shape": (row["attrs"] or {}).get("source_shape"), "storage_url": row["storage_url"],
         "bounds_4326": [row["west"], row["south"], row["east"], row["north"]] if row["west"] is not None else None,
         "deduplicated": deduplicated,
     })

@@ -1,0 +1,205 @@
+"""The ``imagelib`` command line (typer). ``--json`` prints exactly one JSON document on stdout.
+
+Exit codes: 0 success/valid, 1 invalid input or a coded failure, 2 usage error. Progress bars and
+human messages go to stderr so stdout stays machine-readable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from imagelib.errors import ImagelibError, UsageError, ValidationFailed
+from imagelib.hashing import jsonable
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Large scientific rasters: ingest, validate, "
+                  "version, tile, filter.")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+
+
+def emit(value: Any, as_json: bool) -> None:
+    """Print a result: strict JSON with --json, else a readable rendering."""
+    if as_json:
+        sys.stdout.write(json.dumps(jsonable(value), allow_nan=False) + "\n")
+    elif isinstance(value, list):
+        for item in value:
+            typer.echo(json.dumps(jsonable(item)))
+    else:
+        typer.echo(json.dumps(jsonable(value), indent=2))
+
+
+def fail(exc: ImagelibError, as_json: bool, code: int = 1) -> NoReturn:
+    """Report a coded error (stdout JSON with --json, stderr text otherwise) and exit."""
+    body = exc.report if isinstance(exc, ValidationFailed) else {"error": exc.to_dict()}
+    if as_json:
+        sys.stdout.write(json.dumps(jsonable(body)) + "\n")
+    else:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+    raise typer.Exit(2 if isinstance(exc, UsageError) else code)
+
+
+@app.command()
+def validate(
+    path: Annotated[str, typer.Argument(help="file, directory (Zarr) or file#/address")],
+    rules: Annotated[Path | None, typer.Option(help="YAML/JSON rule set")] = None,
+    sha256: Annotated[str | None, typer.Option(help="declared sha256 of the file")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a file; exit 0 when valid, 1 when invalid."""
+    from imagelib.validation import validate as run
+
+    try:
+        report = run(path, rules=rules, sha256=sha256)
+    except ImagelibError as exc:  # only a broken rule file gets here
+        fail(exc, as_json, code=2)
+    emit(report, as_json)
+    raise typer.Exit(0 if report["valid"] else 1)
+
+
+@app.command()
+def ingest(
+    path: Annotated[str, typer.Argument(help="file, directory (Zarr) or file#/address")],
+    namespace: Annotated[str, typer.Option(help="namespace (project/group)")],
+    dataset: Annotated[str, typer.Option(help="dataset name inside the namespace")],
+    rules: Annotated[Path | None, typer.Option(help="YAML/JSON rule set")] = None,
+    sha256: Annotated[str | None, typer.Option(help="declared sha256 of the file")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate, version and store a file; prints the new (or existing) version."""
+    from imagelib.ingestion import ingest as run
+
+    try:
+        result = run(path, namespace, dataset, rules=rules, sha256=sha256, progress=sys.stderr.isatty() or not as_json)
+    except ImagelibError as exc:
+        fail(exc, as_json)
+    emit(result, as_json)
+
+
+@app.command()
+def versions(
+    name: Annotated[str, typer.Argument(help="NAMESPACE/DATASET")],
+    as_json: JsonOpt = False,
+) -> None:
+    """List the versions of a dataset, oldest first."""
+    from imagelib.library import versions as run
+
+    try:
+        namespace, dataset = _split_name(name)
+        emit(run(namespace, dataset), as_json)
+    except ImagelibError as exc:
+        fail(exc, as_json)
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    if name.count("/") != 1:
+        raise UsageError(f"{name!r} must be NAMESPACE/DATASET", field="name")
+    namespace, dataset = name.split("/")
+    return namespace, dataset
+
+
+@app.command()
+def lineage(version: str, as_json: JsonOpt = False) -> None:
+    """Ancestors and descendants of a version with each edge's operation."""
+    from imagelib.library import lineage as run
+
+    try:
+        emit(run(version), as_json)
+    except ImagelibError as exc:
+        fail(exc, as_json)
+
+
+@app.command("filter")
+def filter_(
+    version: str,
+    chain: Annotated[Path, typer.Option(help="JSON file with the list of ops")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply a filter chain to a version: a new derived version with lineage (idempotent)."""
+    from imagelib.derive import apply_version
+
+    try:
+        ops = _read_chain(chain)
+        emit(apply_version(version, ops, progress=not as_json), as_json)
+    except ImagelibError as exc:
+        fail(exc, as_json)
+
+
+def _read_chain(path: Path) -> list[dict[str, Any]]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"chain file {path}: {exc}", code="CHAIN_INVALID", field="chain") from exc
+    if not isinstance(value, list):
+        raise UsageError(f"chain file {path}: expected a JSON list of ops", code="CHAIN_INVALID", field="chain")
+    return value
+
+
+@app.command()
+def search(
+    bbox: Annotated[str | None, typer.Option(help="W,S,E,N in EPSG:4326")] = None,
+    time: Annotated[str | None, typer.Option(help="START/END (ISO 8601; either side may be '..')")] = None,
+    namespace: Annotated[str | None, typer.Option()] = None,
+    dtype: Annotated[str | None, typer.Option()] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find versions by bounding box, time range, namespace and dtype."""
+    from imagelib.library import search as run
+
+    try:
+        emit(run(bbox=parse_bbox(bbox), time=parse_interval(time), namespace=namespace, dtype=dtype), as_json)
+    except ImagelibError as exc:
+        fail(exc, as_json)
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``"W,S,E,N"`` → floats, checked."""
+    if text is None:
+        return None
+    try:
+        west, south, east, north = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise UsageError(f"--bbox {text!r} must be W,S,E,N numbers", field="bbox") from exc
+    if south > north or not (-90 <= south <= 90 and -90 <= north <= 90):
+        raise UsageError(f"--bbox {text!r}: need -90 <= S <= N <= 90", field="bbox")
+    return west, south, east, north
+
+
+def parse_interval(text: str | None) -> tuple[datetime | None, datetime | None] | None:
+    """``"START/END"`` (ISO 8601, ``..`` open) → aware datetimes."""
+    if text is None:
+        return None
+    from imagelib.ingestion import parse_time
+
+    parts = text.split("/")
+    if len(parts) != 2:
+        raise UsageError(f"--time {text!r} must be START/END", field="time")
+    bounds = [None if p in ("", "..") else parse_time(p) for p in parts]
+    for part, value in zip(parts, bounds, strict=True):
+        if part not in ("", "..") and value is None:
+            raise UsageError(f"--time: {part!r} is not an ISO 8601 date/time", field="time")
+    return bounds[0], bounds[1]
+
+
+@app.command()
+def gc(as_json: JsonOpt = False) -> None:
+    """Remove abandoned staging data left by killed ingests."""
+    from imagelib.storage import Store
+
+    emit({"removed_staging": Store().collect_staging()}, as_json)
+
+
+@app.command()
+def demo(
+    serve: Annotated[bool, typer.Option(help="serve the viewer after building")] = True,
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """A guided local run: ingest the sample data, validate, version, build pyramids, view."""
+    from imagelib.demo import run_demo
+
+    run_demo(serve=serve, port=port)

@@ -1,0 +1,65 @@
+"""The notebook-facing Python API: a few verbs over the catalog and store from the environment."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from imagelib.catalog import Catalog
+from imagelib.derive import apply_version, open_version
+from imagelib.hashing import jsonable
+from imagelib.ingestion import ingest as _ingest
+
+
+def ingest(source: str | os.PathLike[str], namespace: str, dataset: str, **options: Any) -> dict[str, Any]:
+    """Validate and store a file as a content-addressed version; see :func:`imagelib.ingestion.ingest`."""
+    return _ingest(source, namespace, dataset, **options)
+
+
+def open(version: str, level: int = 0) -> xr.DataArray:  # noqa: A001 - mirrors xarray.open_*
+    """A stored version as a lazy DataArray (``level`` picks a pyramid level, 0 = full resolution)."""
+    return open_version(version, level)
+
+
+def versions(namespace: str, dataset: str) -> list[dict[str, Any]]:
+    """Versions of ``namespace/dataset``, oldest first."""
+    return [public_row(r) for r in Catalog().versions(namespace, dataset)]
+
+
+def lineage(version: str) -> dict[str, Any]:
+    """Ancestors and descendants of a version with the operation on each edge."""
+    return jsonable(Catalog().lineage(version))
+
+
+def apply(version: str, chain: list[dict[str, Any]] | str | Path) -> str:
+    """Apply a filter chain (list or JSON file) to a version; return the derived version's ID."""
+    if isinstance(chain, str | Path):
+        import json
+
+        chain = json.loads(Path(chain).read_text())
+    return apply_version(version, chain)["version"]
+
+
+def search(
+    bbox: tuple[float, float, float, float] | None = None,
+    time: tuple[datetime | None, datetime | None] | None = None,
+    namespace: str | None = None,
+    dtype: str | None = None,
+) -> list[dict[str, Any]]:
+    """Versions intersecting an EPSG:4326 bbox / time range, optionally in one namespace or dtype."""
+    return [public_row(r) for r in Catalog().search(bbox=bbox, time=time, namespace=namespace, dtype=dtype)]
+
+
+def public_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A catalog row as users see it (strict JSON, EPSG:4326 bbox grouped)."""
+    out = {k: v for k, v in row.items() if k not in ("west", "south", "east", "north", "attrs")}
+    out["bounds_4326"] = [row["west"], row["south"], row["east"], row["north"]] if row.get("west") is not None else None
+    out["version"] = row["id"]
+    for key in ("created_at", "added_at", "time_start", "time_end"):
+        if isinstance(out.get(key), datetime):
+            out[key] = out[key].isoformat()
+    return jsonable(out)
