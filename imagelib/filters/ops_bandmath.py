@@ -129,9 +129,7 @@ class BandMath(Op):
     Division by zero gives ``inf``/``nan`` like NumPy (no warning).
     """
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"op": "band_math", "expr": "(b2-b1)/(b2+b1)"}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"op": "band_math", "expr": "b1"}]})
     scope: ClassVar[Scope] = "band"
     changes_bands: ClassVar[bool] = True
     op: Literal["band_math"] = "band_math"
