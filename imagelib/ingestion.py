@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from imagelib import multiscale
 from imagelib.catalog import Catalog, check_name
-from imagelib.errors import ImagelibError, ValidationFailed
+from imagelib.errors import ImagelibError, InputError, ValidationFailed
 from imagelib.formats import open_array, split_address
 from imagelib.hashing import file_sha256, jsonable
 from imagelib.jobs import create_job, update_job
@@ -116,7 +116,10 @@ def _ingest_new(
         attrs = {**data.attrs, "name": f"{namespace}/{dataset}", "dims": list(data.dims)}
         with ThreadPoolExecutor(1) as pool, _bars(progress, size, _rows(data)) as (bytes_bar, rows_bar):
             copied = pool.submit(store.put_file, path, f"{staging}/source/{path.name}", bytes_bar.update)
-            group, stats = write_level0(store, staging, data, attrs, rows_bar.update)
+            try:
+                group, stats = write_level0(store, staging, data, attrs, rows_bar.update)
+            except InputError as exc:  # undecodable pixels: the input is invalid, not the system broken
+                raise ValidationFailed(build_report([exc.to_dict()], [], info)) from exc
             digest = copied.result()
         errors = stats.issues(rules) + checksum_issue(declared, digest)
         if errors:

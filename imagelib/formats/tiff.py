@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ GEO_TAGS = (33550, 33922, 34264, 34735, 42112, 42113)
 
 def open_tiff(path: Path) -> xr.DataArray:
     """Open any TIFF: GeoTIFF/COG through rasterio, plain and OME-TIFF through tifffile."""
+    check_first_ifd(path)
     try:
         tif = tifffile.TiffFile(path)
     except Exception as exc:  # tifffile raises many types for malformed headers
@@ -41,6 +43,23 @@ def open_tiff(path: Path) -> xr.DataArray:
 
 def _has_geo_tags(page: Any) -> bool:
     return any(code in page.tags for code in GEO_TAGS)
+
+
+def check_first_ifd(path: Path) -> None:
+    """A first IFD offset past the end of the file means the tail (often the IFD itself) was cut off."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    order = "<" if head[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", head[2:4])[0] == 43
+    if len(head) < (16 if big else 8):
+        raise InputError(f"{path}: TIFF header is cut short ({size} bytes)", code="TRUNCATED", field="size")
+    offset = struct.unpack(order + ("Q" if big else "I"), head[8:16] if big else head[4:8])[0]
+    if offset >= size:
+        raise InputError(
+            f"{path}: first image directory at byte {offset} but the file has {size} bytes",
+            code="TRUNCATED", field="size", expected=offset, found=size,
+        )
 
 
 def check_extents(tif: tifffile.TiffFile, size: int, path: Path) -> None:

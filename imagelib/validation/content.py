@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from imagelib.errors import ImagelibError
+from imagelib.errors import ImagelibError, InputError
 from imagelib.validation.rules import RuleSet
 
 Issue = dict[str, Any]
@@ -48,7 +48,7 @@ def read_block(data: xr.DataArray, index: tuple[slice, ...]) -> np.ndarray:
     except Exception as exc:
         text = str(exc)
         code = "TRUNCATED" if any(w in text.lower() for w in ("trunc", "eof", "short", "end of file")) else "FORMAT_CORRUPT"
-        raise ImagelibError(f"reading pixels failed at {index}: {text}", code=code, field="pixels") from exc
+        raise InputError(f"reading pixels failed at {index}: {text}", code=code, field="pixels") from exc
 
 
 class ContentStats:

@@ -1,0 +1,39 @@
+# Two commands (README): `make demo` runs the main job on embedded defaults, `make test` the whole suite.
+# Both create the virtualenv and install everything they need on a fresh machine (Python, Node, apt).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint setup browser viewer-js bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP) viewer-js
+
+# Viewer JavaScript (OpenSeadragon, Leaflet) is vendored from npm at build time, never from a CDN.
+viewer-js:
+	@if [ -f package.json ]; then npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; fi
+
+# Debian's chromium for the browser tests (skipped by nothing: CI requires it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+demo: setup
+	$(BIN)/imagelib demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check imagelib tests benchmarks
+
+test: setup browser lint
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache demo-out

@@ -1,0 +1,5 @@
+"""``python -m imagelib`` runs the CLI."""
+
+from imagelib.cli import app
+
+app()

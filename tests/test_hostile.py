@@ -1,0 +1,219 @@
+"""Untrusted input: every malformed file gets a coded error, exit 1, and nothing is published."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from imagelib.catalog import Catalog
+from imagelib.errors import ValidationFailed
+from imagelib.ingestion import ingest
+from imagelib.validation import validate
+from tests.conftest import DATA, copy_sample
+
+
+def minimal_tiff(path: Path, width: int, height: int, strip_offset: int = 8, strip_bytes: int = 1) -> Path:
+    """A little-endian TIFF whose header declares ``width × height`` 8-bit pixels in one strip."""
+    tags = [  # (tag, type LONG=4 / SHORT=3, value)
+        (256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
+        (273, 4, strip_offset), (277, 3, 1), (278, 4, height), (279, 4, strip_bytes),
+    ]
+    ifd = struct.pack("<H", len(tags))
+    for tag, kind, value in tags:
+        ifd += struct.pack("<HHII", tag, kind, 1, value)
+    ifd += struct.pack("<I", 0)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 16) + b"\x00" * 8 + ifd)
+    return path
+
+
+def make_zero_byte(tmp: Path) -> Path:
+    (tmp / "empty.tif").write_bytes(b"")
+    return tmp / "empty.tif"
+
+
+def make_truncated_tiff(tmp: Path) -> Path:
+    path = copy_sample("RGB.byte.tif", tmp)
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+    return path
+
+
+def make_wrong_magic(tmp: Path) -> Path:
+    path = tmp / "noise.tif"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return path
+
+
+def make_renamed_text(tmp: Path) -> Path:
+    path = tmp / "notes.h5"
+    path.write_text("this is a text file with an HDF5 suffix\n" * 10)
+    return path
+
+
+def make_pixel_bomb_tiff(tmp: Path) -> Path:
+    return minimal_tiff(tmp / "bomb.tif", 200_000, 200_000)
+
+
+def make_pixel_bomb_hdf5(tmp: Path) -> Path:
+    path = tmp / "bomb.h5"
+    with h5py.File(path, "w") as fh:  # chunked and never written: a tiny file declaring 10^12 pixels
+        fh.create_dataset("image", shape=(1_000_000, 1_000_000), dtype="uint16", chunks=(256, 256))
+    return path
+
+
+def make_hdf5_external_link(tmp: Path) -> Path:
+    with h5py.File(tmp / "other.h5", "w") as fh:
+        fh["secret"] = np.ones((4, 4))
+    path = tmp / "link.h5"
+    with h5py.File(path, "w") as fh:
+        fh["image"] = np.zeros((8, 8), dtype="uint8")
+        fh["elsewhere"] = h5py.ExternalLink(str(tmp / "other.h5"), "/secret")
+    return path
+
+
+def make_hdf5_external_storage(tmp: Path) -> Path:
+    (tmp / "raw.bin").write_bytes(b"\x00" * 64)
+    path = tmp / "external.h5"
+    with h5py.File(path, "w") as fh:
+        fh.create_dataset("image", shape=(8, 8), dtype="uint8", external=[(str(tmp / "raw.bin"), 0, 64)])
+    return path
+
+
+def make_hdf5_virtual(tmp: Path) -> Path:
+    with h5py.File(tmp / "source.h5", "w") as fh:
+        fh["data"] = np.arange(64, dtype="float32").reshape(8, 8)
+    layout = h5py.VirtualLayout(shape=(8, 8), dtype="float32")
+    layout[:] = h5py.VirtualSource(str(tmp / "source.h5"), "data", shape=(8, 8))
+    path = tmp / "virtual.h5"
+    with h5py.File(path, "w") as fh:
+        fh.create_virtual_dataset("image", layout)
+    return path
+
+
+def make_truncated_hdf5(tmp: Path) -> Path:
+    path = copy_sample("two-subs.h5", tmp)
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size // 3)
+    return path
+
+
+def make_corrupt_ifd(tmp: Path) -> Path:
+    path = tmp / "badifd.tif"  # the IFD claims 65535 entries of garbage inside a 72-byte file
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + b"\xff" * 64)
+    return path
+
+
+def make_netcdf3(tmp: Path) -> Path:
+    path = tmp / "classic.nc"
+    path.write_bytes(b"CDF\x01" + b"\x00" * 60)
+    return path
+
+
+def make_corrupt_zarr(tmp: Path) -> Path:
+    path = tmp / "broken.zarr"
+    path.mkdir()
+    (path / ".zarray").write_text("{not json")
+    return path
+
+
+def make_corrupt_strip(tmp: Path) -> Path:
+    """Valid header, deflate-compressed strips overwritten with garbage."""
+    import tifffile
+
+    path = tmp / "garbage.tif"
+    tifffile.imwrite(path, np.arange(256 * 256, dtype="uint16").reshape(256, 256), compression="zlib")
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * count)
+    return path
+
+
+CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "zero-byte": (make_zero_byte, "FILE_EMPTY"),
+    "truncated-tiff": (make_truncated_tiff, "TRUNCATED"),
+    "wrong-magic": (make_wrong_magic, "FORMAT_UNRECOGNIZED"),
+    "renamed-text": (make_renamed_text, "FORMAT_UNRECOGNIZED"),
+    "pixel-bomb-tiff": (make_pixel_bomb_tiff, "DIMENSIONS_TOO_LARGE"),
+    "pixel-bomb-hdf5": (make_pixel_bomb_hdf5, "DIMENSIONS_TOO_LARGE"),
+    "hdf5-external-link": (make_hdf5_external_link, "EXTERNAL_REFERENCE"),
+    "hdf5-external-storage": (make_hdf5_external_storage, "EXTERNAL_REFERENCE"),
+    "hdf5-virtual-dataset": (make_hdf5_virtual, "EXTERNAL_REFERENCE"),
+    "truncated-hdf5": (make_truncated_hdf5, "TRUNCATED"),
+    "corrupt-ifd": (make_corrupt_ifd, "FORMAT_CORRUPT"),
+    "netcdf3": (make_netcdf3, "FORMAT_UNRECOGNIZED"),
+    "corrupt-zarr": (make_corrupt_zarr, "FORMAT_CORRUPT"),
+    "corrupt-strip": (make_corrupt_strip, "FORMAT_CORRUPT"),
+}
+
+
+def published(home: Path) -> list[Path]:
+    root = home / "store" / "versions"
+    return sorted(root.iterdir()) if root.exists() else []
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_validate_gives_coded_error(case: str, tmp_path: Path) -> None:
+    make, code = CASES[case]
+    report = validate(make(tmp_path))
+    assert report["valid"] is False
+    assert [e["code"] for e in report["errors"]] == [code], report["errors"]
+    assert report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_ingest_publishes_nothing(case: str, tmp_path: Path, catalog_env: str, home: Path) -> None:
+    make, code = CASES[case]
+    with pytest.raises(ValidationFailed) as info:
+        ingest(make(tmp_path), "hostile", case)
+    assert info.value.code == code
+    assert published(home) == []
+    counts = Catalog().counts()
+    assert counts["versions"] == 0 and counts["dataset_versions"] == 0
+    staging = home / "store" / "staging"
+    assert not staging.exists() or list(staging.iterdir()) == []
+
+
+def _limit_memory() -> None:
+    # 4 GiB of address space: any attempt to allocate a declared 40 GB image fails loudly.
+    resource.setrlimit(resource.RLIMIT_AS, (4 * 1024**3, 4 * 1024**3))
+
+
+@pytest.mark.parametrize("case", ["pixel-bomb-tiff", "pixel-bomb-hdf5", "truncated-tiff"])
+def test_cli_exit_1_without_hang_or_allocation(case: str, tmp_path: Path, home: Path) -> None:
+    make, code = CASES[case]
+    path = make(tmp_path)
+    for args in (["validate", str(path)], ["ingest", str(path), "--namespace", "h", "--dataset", "d"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "imagelib", *args, "--json"], capture_output=True, text=True, timeout=120,
+            preexec_fn=_limit_memory,
+        )
+        assert proc.returncode == 1, proc.stderr
+        report = json.loads(proc.stdout)
+        assert report["errors"][0]["code"] == code
+    assert published(home) == []
+
+
+@pytest.mark.parametrize("path", ["/vsicurl/http://127.0.0.1:9/x.tif", "http://127.0.0.1:9/x.tif", "/vsizip//tmp/a.zip"])
+def test_network_and_vsi_paths_refused(path: str) -> None:
+    report = validate(path)
+    assert report["errors"][0]["code"] == "EXTERNAL_REFERENCE"
+
+
+def test_content_not_suffix_decides_format(tmp_path: Path) -> None:
+    renamed = tmp_path / "actually-a-tiff.h5"
+    shutil.copyfile(DATA / "byte.tif", renamed)
+    report = validate(renamed)
+    assert report["valid"] and report["info"]["format"] == "geotiff"
+    assert report["info"]["shape"] == [1, 20, 20]
