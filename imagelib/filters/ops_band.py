@@ -38,10 +38,13 @@ class BandOp(Op):
         """0-based indices of the bands this op touches."""
         return list(range(n_bands)) if self.bands is None else [b - 1 for b in self.bands]
 
-    def map_bands(self, array: Any, fn: Callable[[Any, int], Any]) -> Any:
+    def map_bands(self, array: Any, xp: ModuleType, fn: Callable[[Any, int], Any]) -> Any:
         """Apply ``fn(band_array, band_index)`` to the selected bands of a ``(band, ...)`` array."""
-        out = array.copy()
-        for b in self.selected(array.shape[0]):
+        selected = self.selected(array.shape[0])
+        if selected == [0] and array.shape[0] == 1:
+            return fn(array[0], 0)[None]  # the common single-band case: no extra full-size copy
+        out = array.copy() if len(selected) < array.shape[0] else xp.empty_like(array)
+        for b in selected:
             out[b] = fn(array[b], b)
         return out
 
@@ -49,9 +52,12 @@ class BandOp(Op):
 def _linear(x: Any, xp: ModuleType, in_range: Range, out_range: Range, clip: bool) -> Any:
     """Linear map of ``in_range`` onto ``out_range`` in float64, then clipped to ``out_range``."""
     (ilo, ihi), (olo, ohi) = in_range, out_range
-    y = (x.astype(xp.float64) - ilo) * ((ohi - olo) / (ihi - ilo)) + olo
+    y = x.astype(xp.float64)  # in-place steps below: one float64 temporary, not four
+    y -= ilo
+    y *= (ohi - olo) / (ihi - ilo)
+    y += olo
     if clip:
-        y = xp.clip(y, min(olo, ohi), max(olo, ohi))
+        xp.clip(y, min(olo, ohi), max(olo, ohi), out=y)
     return y.astype(x.dtype)
 
 
@@ -72,7 +78,9 @@ class BandScale(BandOp):
         return self
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
-        return self.map_bands(array, lambda x, _: _linear(x, xp, self.in_range, self.out_range, self.clip))
+        return self.map_bands(
+            array, xp, lambda x, _: _linear(x, xp, self.in_range, self.out_range, self.clip)
+        )
 
 
 @register
@@ -93,7 +101,7 @@ class Clip(BandOp):
         return self
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
-        return self.map_bands(array, lambda x, _: xp.clip(x, self.min, self.max))
+        return self.map_bands(array, xp, lambda x, _: xp.clip(x, self.min, self.max))
 
 
 @register
@@ -106,7 +114,7 @@ class Gamma(BandOp):
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
         return self.map_bands(
-            array, lambda x, _: (xp.maximum(x, 0) ** self.gamma * self.gain).astype(x.dtype)
+            array, xp, lambda x, _: (xp.maximum(x, 0) ** self.gamma * self.gain).astype(x.dtype)
         )
 
 
@@ -145,4 +153,4 @@ class PercentileStretch(BandOp):
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
         ranges = (self._ranges if self._ranges is not None else self.fit(array, xp)._ranges) or {}
-        return self.map_bands(array, lambda x, b: _linear(x, xp, ranges[b], self.out_range, self.clip))
+        return self.map_bands(array, xp, lambda x, b: _linear(x, xp, ranges[b], self.out_range, self.clip))

@@ -35,23 +35,25 @@ def freq_grid(shape: tuple[int, ...], xp: ModuleType) -> list[Any]:
     ]
 
 
-def radius2(shape: tuple[int, ...], xp: ModuleType) -> Any:
-    """Squared radial frequency on the ``rfftn`` grid."""
-    return sum(g**2 for g in freq_grid(shape, xp))
-
-
-def lowpass(f2: Any, cutoff: float, kind: str, order: int, xp: ModuleType) -> Any:
-    """Low-pass transfer function for squared frequency ``f2``."""
-    if kind == "gaussian":
-        return xp.exp(-f2 / (2 * cutoff**2))
-    return 1 / (1 + (f2 / cutoff**2) ** order)
+def lowpass(shape: tuple[int, ...], cutoff: float, kind: str, order: int, xp: ModuleType, dtype: Any) -> Any:
+    """Low-pass transfer function on the ``rfftn`` grid of ``shape``, in ``dtype``."""
+    grid = freq_grid(shape, xp)
+    if kind == "gaussian":  # separable: per-axis exponentials, one full-size product (cheap)
+        factors = [xp.exp(-(g**2) / (2 * cutoff**2)).astype(dtype) for g in grid]
+        out = factors[0]
+        for f in factors[1:]:
+            out = out * f
+        return out
+    f2 = sum(g**2 for g in grid)
+    return (1 / (1 + (f2 / cutoff**2) ** order)).astype(dtype)
 
 
 def apply_mask(array: Any, mask: Any, xp: ModuleType) -> Any:
     """``irfftn(rfftn(array) * mask)`` over all axes, keeping the input dtype."""
     fft = fft_for(xp)
     spectrum = fft.rfftn(array)
-    return fft.irfftn(spectrum * mask.astype(spectrum.real.dtype), s=array.shape).astype(array.dtype)
+    spectrum *= mask.astype(spectrum.real.dtype, copy=False)
+    return fft.irfftn(spectrum, s=array.shape).astype(array.dtype, copy=False)
 
 
 def support(cutoff: float, kind: str, order: int) -> int:
@@ -69,7 +71,7 @@ class _FFTOp(Op):
     def _cutoffs(self) -> list[float]:
         raise NotImplementedError
 
-    def mask(self, shape: tuple[int, ...], xp: ModuleType) -> Any:
+    def mask(self, shape: tuple[int, ...], xp: ModuleType, dtype: Any = np.float64) -> Any:
         """The transfer function on the ``rfftn`` grid of ``shape``."""
         raise NotImplementedError
 
@@ -77,7 +79,7 @@ class _FFTOp(Op):
         return (max(support(c, self.kind, self.order) for c in self._cutoffs()),) * ndim
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
-        return apply_mask(array, self.mask(array.shape, xp), xp)
+        return apply_mask(array, self.mask(array.shape, xp, array.dtype), xp)
 
 
 @register
@@ -90,8 +92,8 @@ class FFTLowpass(_FFTOp):
     def _cutoffs(self) -> list[float]:
         return [self.high]
 
-    def mask(self, shape: tuple[int, ...], xp: ModuleType) -> Any:
-        return lowpass(radius2(shape, xp), self.high, self.kind, self.order, xp)
+    def mask(self, shape: tuple[int, ...], xp: ModuleType, dtype: Any = np.float64) -> Any:
+        return lowpass(shape, self.high, self.kind, self.order, xp, dtype)
 
 
 @register
@@ -104,8 +106,8 @@ class FFTHighpass(_FFTOp):
     def _cutoffs(self) -> list[float]:
         return [self.low]
 
-    def mask(self, shape: tuple[int, ...], xp: ModuleType) -> Any:
-        return 1 - lowpass(radius2(shape, xp), self.low, self.kind, self.order, xp)
+    def mask(self, shape: tuple[int, ...], xp: ModuleType, dtype: Any = np.float64) -> Any:
+        return 1 - lowpass(shape, self.low, self.kind, self.order, xp, dtype)
 
 
 @register
@@ -125,10 +127,9 @@ class FFTBandpass(_FFTOp):
     def _cutoffs(self) -> list[float]:
         return [self.low, self.high]
 
-    def mask(self, shape: tuple[int, ...], xp: ModuleType) -> Any:
-        f2 = radius2(shape, xp)
-        low = lowpass(f2, self.low, self.kind, self.order, xp)
-        return lowpass(f2, self.high, self.kind, self.order, xp) * (1 - low)
+    def mask(self, shape: tuple[int, ...], xp: ModuleType, dtype: Any = np.float64) -> Any:
+        low = lowpass(shape, self.low, self.kind, self.order, xp, dtype)
+        return lowpass(shape, self.high, self.kind, self.order, xp, dtype) * (1 - low)
 
 
 @register
@@ -155,7 +156,7 @@ class Notch(Op):
     def halo(self, ndim: int) -> tuple[int, ...]:
         return (support(self.width, "gaussian", 1),) * ndim
 
-    def mask(self, shape: tuple[int, ...], xp: ModuleType) -> Any:
+    def mask(self, shape: tuple[int, ...], xp: ModuleType, dtype: Any = np.float64) -> Any:
         """Product of the notch pairs on the ``rfftn`` grid."""
         grid = freq_grid(shape, xp)
         out = xp.ones(np.broadcast_shapes(*(g.shape for g in grid)), dtype=xp.float64)
@@ -163,7 +164,7 @@ class Notch(Op):
             for sign in (1, -1):
                 d2 = sum((g - sign * fk) ** 2 for g, fk in zip(grid, f, strict=True))
                 out = out * (1 - xp.exp(-d2 / (2 * self.width**2)))
-        return out
+        return out.astype(dtype, copy=False)
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
-        return apply_mask(array, self.mask(array.shape, xp), xp)
+        return apply_mask(array, self.mask(array.shape, xp, array.dtype), xp)
