@@ -213,7 +213,7 @@ class Catalog:
     ) -> list[dict[str, Any]]:
         """Versions intersecting a EPSG:4326 bbox and/or a time range, optionally by namespace/dtype."""
         v = t.versions
-        query = sa.select(v).distinct().order_by(v.c.created_at, v.c.id).limit(limit)
+        query = sa.select(v).order_by(v.c.created_at, v.c.id).limit(limit)
         if bbox:
             west, south, east, north = bbox
             query = query.where(v.c.west <= east, v.c.east >= west, v.c.south <= north, v.c.north >= south)
@@ -226,12 +226,13 @@ class Catalog:
         if dtype:
             query = query.where(v.c.dtype == dtype)
         if namespace:
-            query = (
-                query.join(t.dataset_versions, t.dataset_versions.c.version_id == v.c.id)
+            members = (
+                sa.select(t.dataset_versions.c.version_id)
                 .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
                 .join(t.namespaces, t.namespaces.c.id == t.datasets.c.namespace_id)
                 .where(t.namespaces.c.name == namespace)
             )
+            query = query.where(v.c.id.in_(members))  # IN, not JOIN: a version in two datasets stays one row
         with self.begin() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
