@@ -203,3 +203,31 @@ def demo(
     from imagelib.demo import run_demo
 
     run_demo(serve=serve, port=port)
+
+
+@app.command("tile")
+def tile(
+    version: str,
+    out: Annotated[str, typer.Option(help="output folder or URL (s3://bucket/prefix)")],
+    scheme: Annotated[str, typer.Option(help="dzi (any image) or xyz (georeferenced)")] = "dzi",
+    fmt: Annotated[str | None, typer.Option("--format", help="jpg|png|webp (dzi: jpg, xyz: png)")] = None,
+    tile_size: Annotated[int, typer.Option(help="DZI tile size")] = 254,
+    overlap: Annotated[int, typer.Option(help="DZI tile overlap")] = 1,
+    embed: Annotated[bool, typer.Option(help="also write index.html + vendored viewer")] = False,
+    axis: Annotated[str | None, typer.Option(help="volumes: slice across z|y|x")] = None,
+    index: Annotated[int | None, typer.Option(help="volumes: slice index (default: centre)")] = None,
+    chain: Annotated[Path | None, typer.Option(help="JSON filter chain applied before scaling")] = None,
+    bands: Annotated[str | None, typer.Option(help="1-based bands shown as RGB, e.g. 4,3,2")] = None,
+    colormap: Annotated[str | None, typer.Option(help="single band: gray|viridis|magma|inferno")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a DZI or XYZ pyramid of a version (progress bar on stderr)."""
+    from imagelib.tiling.export import tile_command
+
+    try:
+        result = tile_command(version, scheme, out, fmt=fmt, tile_size=tile_size, overlap=overlap,
+                              embed=embed, axis=axis, index=index, chain=chain, bands=bands,
+                              colormap=colormap)
+        emit(result, as_json)
+    except ImagelibError as exc:
+        fail(exc, as_json)

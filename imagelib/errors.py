@@ -46,6 +46,8 @@ ERROR_CODES: dict[str, str] = {
     "PSF_UNRESOLVED": "a deconvolution PSF refers to a version but no psf_resolver was given",
     "BACKEND_UNAVAILABLE": "the requested array backend (cupy) is not installed or has no CUDA device",
     "JOB_NOT_FOUND": "no job with that ID exists",
+    "TILE_NOT_FOUND": "the requested tile (level/zoom, column, row) is outside the pyramid",
+    "NOT_GEOREFERENCED": "the operation (e.g. XYZ tiles) needs a CRS and geotransform the version lacks",
 }
 
 

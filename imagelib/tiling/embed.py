@@ -1,0 +1,100 @@
+"""Self-contained viewers next to exported tiles: ``index.html`` + vendored OpenSeadragon (DZI) or
+Leaflet (XYZ), no CDN, no XHR (the DZI descriptor is inlined), so the folder works from ``file://``,
+any static host or an object-store bucket; plus the copy-paste ``<iframe>`` snippet."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from imagelib.tiling.grid import DziGrid
+from imagelib.tiling.sink import Sink
+from imagelib.tiling.vendor import STATIC
+
+PAGE = Template("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>$title</title>$head
+<style>html,body,#viewer{margin:0;padding:0;width:100%;height:100%;background:#1b1b1b}</style>
+</head><body><div id="viewer"></div>
+<script>
+$script
+</script></body></html>
+""")
+
+OSD = Template("""OpenSeadragon({
+  id: "viewer", drawer: "canvas", showNavigationControl: false, showNavigator: true,
+  tileSources: {Image: $image}
+});""")
+
+LEAFLET = Template("""var map = L.map("viewer",
+  {minZoom: $minzoom, maxZoom: $maxzoom_view, attributionControl: false});
+var bounds = L.latLngBounds([[$south, $west], [$north, $east]]);
+L.tileLayer("{z}/{x}/{y}.$fmt", {minZoom: $minzoom, maxZoom: $maxzoom_view, minNativeZoom: $minzoom,
+  maxNativeZoom: $maxzoom, bounds: bounds, tileSize: 256, noWrap: true}).addTo(map);
+map.fitBounds(bounds);""")
+
+
+def dzi_page(grid: DziGrid, name: str, fmt: str, title: str) -> str:
+    """index.html showing ``<name>.dzi`` with OpenSeadragon."""
+    image = {
+        "xmlns": "http://schemas.microsoft.com/deepzoom/2008",
+        "Url": f"{name}_files/",
+        "Format": fmt,
+        "Overlap": str(grid.overlap),
+        "TileSize": str(grid.tile_size),
+        "Size": {"Width": str(grid.width), "Height": str(grid.height)},
+    }
+    head = '\n<script src="vendor/openseadragon.min.js"></script>'
+    return PAGE.substitute(
+        title=html.escape(title), head=head, script=OSD.substitute(image=json.dumps(image))
+    )
+
+
+def xyz_page(lonlat: tuple[float, float, float, float], zooms: tuple[int, int], fmt: str, title: str) -> str:
+    """index.html showing ``{z}/{x}/{y}.<fmt>`` with Leaflet."""
+    west, south, east, north = lonlat
+    head = '\n<link rel="stylesheet" href="vendor/leaflet.css"><script src="vendor/leaflet.js"></script>'
+    script = LEAFLET.substitute(
+        minzoom=zooms[0],
+        maxzoom=zooms[1],
+        maxzoom_view=zooms[1] + 2,
+        fmt=fmt,
+        west=west,
+        south=south,
+        east=east,
+        north=north,
+    )
+    return PAGE.substitute(title=html.escape(title), head=head, script=script)
+
+
+def write_viewer(sink: Sink, page: str, scheme: str) -> None:
+    """Write ``index.html`` and the vendored viewer files it loads."""
+    names = (
+        ["openseadragon.min.js", "openseadragon.LICENSE.txt"]
+        if scheme == "dzi"
+        else ["leaflet.js", "leaflet.css", "leaflet.LICENSE.txt"]
+    )
+    for name in names:
+        sink.write(f"vendor/{name}", (STATIC / name).read_bytes())
+    sink.write("index.html", page)
+
+
+def iframe_snippet(url: str, width: str = "100%", height: str = "600") -> str:
+    """Copy-paste HTML embedding an exported viewer (``url`` = the folder or its index.html)."""
+    src = url if url.endswith(".html") else f"{url.rstrip('/')}/index.html"
+    return (
+        f'<iframe src="{html.escape(src, quote=True)}" width="{width}" height="{height}" '
+        'style="border:0" loading="lazy" allowfullscreen></iframe>'
+    )
+
+
+def export_embed(version: str, out: str | Path, scheme: str = "dzi", **options: Any) -> str:
+    """Tiles + index.html + vendored viewer for ``version`` in ``out``; return the folder URL or path."""
+    from imagelib.tiling.export import tile_version
+
+    result = tile_version(version, scheme, out, embed=True, **options)
+    return str(out) if "://" not in str(out) else result["out"]

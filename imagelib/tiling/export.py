@@ -1,0 +1,89 @@
+"""``imagelib tile``: a stored version (or one slice of a volume) → DZI or XYZ pyramid in a folder or
+bucket, optionally with an embeddable viewer."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from imagelib.errors import UsageError
+from imagelib.tiling.embed import dzi_page, iframe_snippet, write_viewer, xyz_page
+from imagelib.tiling.encode import normalize_format
+from imagelib.tiling.pyramid import write_dzi, write_xyz
+from imagelib.tiling.render import Chain, renderer_for
+from imagelib.tiling.scale import Style
+from imagelib.tiling.sink import Sink
+
+
+def load_chain(chain: Chain | str | os.PathLike[str] | None) -> Chain | None:
+    """A chain given as a list, JSON text or a JSON file path."""
+    if chain is None or isinstance(chain, list):
+        return chain
+    text = os.fspath(chain)
+    return json.loads(Path(text).read_text() if not text.lstrip().startswith("[") else text)
+
+
+def tile_version(
+    version: str,
+    scheme: str = "dzi",
+    out: str | os.PathLike[str] = ".",
+    *,
+    fmt: str | None = None,
+    tile_size: int = 254,
+    overlap: int = 1,
+    embed: bool = False,
+    axis: str | None = None,
+    index: int | None = None,
+    chain: Chain | str | os.PathLike[str] | None = None,
+    style: Style | None = None,
+    name: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Write a pyramid of ``version``; return ``{"scheme","out","format","tiles",...}`` (+ viewer info)."""
+    if scheme not in ("dzi", "xyz"):
+        raise UsageError(f"unknown scheme {scheme!r}", field="scheme", expected=["dzi", "xyz"], found=scheme)
+    fmt = normalize_format(fmt or ("jpg" if scheme == "dzi" else "png"))
+    renderer = renderer_for(version, load_chain(chain), axis=axis, index=index, style=style)
+    sink = Sink(out)
+    title = str(renderer.plane.attrs.get("name") or version)
+    result: dict[str, Any] = {"version": version, "scheme": scheme, "out": sink.url, "format": fmt}
+    if scheme == "dzi":
+        name = name or (version if axis is None and index is None else f"{version}_{axis or 'z'}{index}")
+        grid = write_dzi(renderer, sink, name, fmt, tile_size, overlap, progress)
+        result.update(
+            name=name,
+            dzi=f"{name}.dzi",
+            levels=grid.levels,
+            tiles=grid.total_tiles(),
+            width=grid.width,
+            height=grid.height,
+        )
+        page = dzi_page(grid, name, fmt, title)
+    else:
+        zooms = write_xyz(renderer, sink, fmt, progress)
+        result.update(minzoom=zooms[0], maxzoom=zooms[1], tiles=renderer.xyz_grid.total_tiles())
+        page = xyz_page(renderer.xyz_grid.lonlat, zooms, fmt, title)
+    if embed:
+        write_viewer(sink, page, scheme)
+        result.update(index_html=f"{sink.url}/index.html", iframe=iframe_snippet(sink.url))
+    return result
+
+
+def tile_command(
+    version: str,
+    scheme: str,
+    out: str,
+    *,
+    bands: str | None = None,
+    colormap: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The ``imagelib tile`` command: parse ``--bands 4,3,2``/``--colormap``, show a progress bar."""
+    try:
+        band_list = tuple(int(b) for b in bands.split(",")) if bands else None
+    except ValueError as exc:
+        raise UsageError(f"--bands {bands!r} must be comma-separated integers", field="bands") from exc
+    style = Style(bands=band_list, colormap=colormap)
+    return tile_version(version, scheme, out, style=style, progress=True, **options)

@@ -1,0 +1,127 @@
+"""Any dtype → 8-bit display: band selection, per-band linear stretch (percentiles from the ingest
+statistics, or an explicit range), colormaps for single-band data, nodata/NaN → transparent alpha."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from imagelib.errors import ImagelibError
+from imagelib.tiling.colormap import lut
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a tile is displayed; part of the tile cache key."""
+
+    bands: tuple[int, ...] | None = None  # 1-based, e.g. (4, 3, 2); default first three or first one
+    rescale: tuple[float, float] | tuple[tuple[float, float], ...] | None = None  # (lo, hi) or one per band
+    colormap: str | tuple[tuple[int, int, int], ...] | None = None  # single-band only
+
+    def key(self) -> dict[str, Any]:
+        """JSON-able form for cache keys."""
+        return {"bands": self.bands, "rescale": self.rescale, "colormap": self.colormap}
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Resolved per-band stretch of one plane: ``lo``/``hi`` map to 0/255."""
+
+    bands: tuple[int, ...]
+    lo: np.ndarray
+    hi: np.ndarray
+    nodata: float | None
+    alpha: bool
+    identity: bool
+    table: np.ndarray | None
+
+
+def default_bands(count: int) -> tuple[int, ...]:
+    """RGB for three or more bands, else the first band."""
+    return (1, 2, 3) if count >= 3 else (1,)
+
+
+def resolve(attrs: dict[str, Any], dtype: np.dtype, count: int, style: Style) -> Scaling:
+    """The stretch, mask and colormap for a plane with ``count`` bands of ``dtype`` and its attrs."""
+    bands = style.bands or default_bands(count)
+    if any(not 1 <= b <= count for b in bands) or len(bands) not in (1, 3):
+        raise ImagelibError(
+            f"bands {bands} invalid for {count} band(s); give 1 or 3 of 1..{count}",
+            code="BAND_INDEX_INVALID",
+            field="bands",
+            found=list(bands),
+        )
+    lo, hi = _range(attrs, np.dtype(dtype), count, bands, style.rescale)
+    nodata = _nodata(attrs.get("nodata"))
+    identity = np.dtype(dtype) == np.uint8 and bool(np.all(lo == 0) and np.all(hi == 255))
+    table = lut(style.colormap) if style.colormap is not None and len(bands) == 1 else None
+    alpha = nodata is not None or np.dtype(dtype).kind == "f"
+    return Scaling(tuple(bands), lo, hi, nodata, alpha, identity, table)
+
+
+def _nodata(value: Any) -> float | None:
+    if value is None or (isinstance(value, str) and value.lower() != "nan"):
+        return None
+    value = float(value)
+    return None if np.isnan(value) else value  # NaN is always masked for floats
+
+
+def _range(
+    attrs: dict[str, Any], dtype: np.dtype, count: int, bands: Sequence[int], rescale: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per selected band ``(lo, hi)``: explicit, else identity for uint8, else ingest p2/p98."""
+    if rescale:
+        pairs = [tuple(rescale)] if np.ndim(rescale) == 1 else [tuple(p) for p in rescale]
+        pairs = pairs if len(pairs) == len(bands) else [pairs[0]] * len(bands)
+        return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
+    if dtype == np.uint8:
+        return np.zeros(len(bands)), np.full(len(bands), 255.0)
+    stats = attrs.get("stats") or {}
+    lows, highs = stats.get("p2") or stats.get("min"), stats.get("p98") or stats.get("max")
+    if lows and highs and len(lows) == count:
+        lo = np.array([lows[b - 1] for b in bands], float)
+        hi = np.array([highs[b - 1] for b in bands], float)
+    elif lows and highs:  # band count changed (e.g. by a chain): one range for all
+        lo, hi = np.full(len(bands), min(lows), float), np.full(len(bands), max(highs), float)
+    elif dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = np.full(len(bands), float(info.min)), np.full(len(bands), float(info.max))
+    else:
+        lo, hi = np.zeros(len(bands)), np.ones(len(bands))
+    return lo, np.where(hi > lo, hi, lo + 1)
+
+
+def select(data: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """The selected bands ``(n, h, w)`` of ``(bands, h, w)`` data."""
+    if scaling.bands == tuple(range(1, data.shape[0] + 1)):
+        return data
+    return data[[b - 1 for b in scaling.bands]]
+
+
+def invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:
+    """Pixels where every band is nodata or NaN."""
+    bad = np.isnan(data) if data.dtype.kind == "f" else np.zeros(data.shape, bool)
+    if nodata is not None:
+        bad |= data == np.array(nodata).astype(data.dtype)
+    return bad.all(axis=0)
+
+
+def to_uint8(data: np.ndarray, scaling: Scaling) -> np.ndarray:
+    """Selected bands ``(n, h, w)`` → ``(h, w, c)`` uint8 with c ∈ {1, 2, 3, 4} (alpha last)."""
+    if scaling.identity and data.dtype == np.uint8:
+        img = data
+    else:
+        lo = scaling.lo.astype(np.float32)[:, None, None]
+        gain = (255.0 / (scaling.hi - scaling.lo)).astype(np.float32)[:, None, None]
+        work = (data.astype(np.float32) - lo) * gain + np.float32(0.5)
+        np.clip(work, 0, 255, out=work)
+        img = np.nan_to_num(work, nan=0.0).astype(np.uint8)
+    img = scaling.table[img[0]] if scaling.table is not None else np.moveaxis(img, 0, -1)
+    if not scaling.alpha:
+        return np.ascontiguousarray(img)
+    mask = invalid(data, scaling.nodata)
+    img = np.where(mask[..., None], np.uint8(0), img)
+    return np.concatenate([img, np.where(mask, 0, 255).astype(np.uint8)[..., None]], axis=-1)

@@ -1,0 +1,167 @@
+"""XYZ / WebMercatorQuad tiles of georeferenced planes: the grid (morecantile), zoom range from the native
+resolution, source level and window per tile, and reprojection with ``rasterio.warp`` (NaN → transparent)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import morecantile
+import numpy as np
+from affine import Affine
+from pyproj import Transformer
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import from_bounds
+from rasterio.warp import Resampling, reproject, transform_bounds
+
+from imagelib.errors import ImagelibError
+from imagelib.tiling.grid import Window
+from imagelib.tiling.source import Plane
+
+TMS = morecantile.tms.get("WebMercatorQuad")
+TILE = 256
+MAX_LAT = 85.0511287798066
+MERCATOR = CRS.from_epsg(3857)
+# reproject() between bare arrays warns although both transforms are given
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio")
+
+
+@dataclass(frozen=True)
+class XyzGrid:
+    """Where a georeferenced plane lands in WebMercatorQuad, and which tiles exist."""
+
+    crs: CRS
+    transform: Affine  # level 0
+    width: int
+    height: int
+    lonlat: tuple[float, float, float, float]  # west, south, east, north (latitude clamped)
+    resolution: float  # native pixel size in EPSG:3857 metres at the centre
+    minzoom: int
+    maxzoom: int
+
+    @classmethod
+    def for_plane(cls, plane: Plane) -> XyzGrid:
+        """The grid of a plane; ``NOT_GEOREFERENCED`` when it has no CRS/transform."""
+        attrs = plane.attrs
+        if not (
+            attrs.get("georeferenced")
+            and attrs.get("transform")
+            and (attrs.get("crs_wkt") or attrs.get("crs"))
+        ):
+            raise ImagelibError(
+                "XYZ tiles need a georeferenced version (CRS + transform); use the dzi scheme",
+                code="NOT_GEOREFERENCED",
+                field="scheme",
+            )
+        crs = CRS.from_user_input(attrs.get("crs_wkt") or attrs["crs"])
+        transform = Affine(*attrs["transform"][:6])
+        w, h = plane.width, plane.height
+        left, top = transform * (0, 0)
+        right, bottom = transform * (w, h)
+        west, south, east, north = transform_bounds(
+            crs,
+            "EPSG:4326",
+            min(left, right),
+            min(top, bottom),
+            max(left, right),
+            max(top, bottom),
+            densify_pts=21,
+        )
+        lonlat = (west, max(south, -MAX_LAT), east, min(north, MAX_LAT))
+        res = native_resolution(crs, transform, w, h)
+        maxzoom = TMS.zoom_for_res(res)
+        minzoom = min(TMS.zoom_for_res(res * max(w, h) / TILE, zoom_level_strategy="lower"), maxzoom)
+        return cls(crs, transform, w, h, lonlat, res, minzoom, maxzoom)
+
+    def tile_range(self, z: int) -> tuple[int, int, int, int]:
+        """``(xmin, xmax, ymin, ymax)`` inclusive of the tiles covering the data at zoom ``z``."""
+        west, south, east, north = self.lonlat
+        eps = 1e-9
+        ul = TMS.tile(west + eps, north - eps, z)
+        lr = TMS.tile(east - eps, south + eps, z)
+        return ul.x, lr.x, ul.y, lr.y
+
+    def contains(self, z: int, x: int, y: int) -> bool:
+        """True when the tile is part of the pyramid."""
+        if not self.minzoom <= z <= self.maxzoom:
+            return False
+        xmin, xmax, ymin, ymax = self.tile_range(z)
+        return xmin <= x <= xmax and ymin <= y <= ymax
+
+    def tiles(self) -> Iterator[tuple[int, int, int]]:
+        """Every tile ``(z, x, y)``, zoom by zoom, row by row (chunk-cache friendly)."""
+        for z in range(self.minzoom, self.maxzoom + 1):
+            xmin, xmax, ymin, ymax = self.tile_range(z)
+            for y in range(ymin, ymax + 1):
+                for x in range(xmin, xmax + 1):
+                    yield z, x, y
+
+    def total_tiles(self) -> int:
+        """Number of tiles over all zooms."""
+        ranges = [self.tile_range(z) for z in range(self.minzoom, self.maxzoom + 1)]
+        return sum((x1 - x0 + 1) * (y1 - y0 + 1) for x0, x1, y0, y1 in ranges)
+
+    def source_level(self, z: int, levels: int) -> int:
+        """The coarsest pyramid level still at least as fine as the tile's resolution."""
+        ratio = TMS.matrix(z).cellSize / self.resolution
+        return int(min(max(math.floor(math.log2(ratio) + 1e-9), 0), levels - 1))
+
+    def level_transform(self, level: int) -> Affine:
+        """Affine transform of a pyramid level."""
+        return self.transform * Affine.scale(2**level)
+
+    def source_window(
+        self, z: int, x: int, y: int, level: int, shape: tuple[int, int], margin: int = 2
+    ) -> Window | None:
+        """Pixels of ``level`` the tile needs (plus a margin), or None when it misses the data."""
+        b = TMS.xy_bounds(morecantile.Tile(x, y, z))
+        left, bottom, right, top = transform_bounds(
+            MERCATOR, self.crs, b.left, b.bottom, b.right, b.top, densify_pts=21
+        )
+        inverse = ~self.level_transform(level)
+        cols, rows = zip(
+            *(inverse * p for p in ((left, bottom), (left, top), (right, bottom), (right, top))), strict=True
+        )
+        y0, y1 = max(math.floor(min(rows)) - margin, 0), min(math.ceil(max(rows)) + margin, shape[0])
+        x0, x1 = max(math.floor(min(cols)) - margin, 0), min(math.ceil(max(cols)) + margin, shape[1])
+        return Window(y0, y1, x0, x1) if y1 > y0 and x1 > x0 else None
+
+    def warp(
+        self,
+        data: np.ndarray,
+        level: int,
+        window: Window,
+        z: int,
+        x: int,
+        y: int,
+        resampling: str = "nearest",
+    ) -> np.ndarray:
+        """Reproject float ``(n, h, w)`` source pixels (NaN = missing) into a ``(n, 256, 256)`` tile."""
+        b = TMS.xy_bounds(morecantile.Tile(x, y, z))
+        out = np.full((data.shape[0], TILE, TILE), np.nan, np.float32)
+        reproject(
+            source=data,
+            destination=out,
+            src_transform=self.level_transform(level) * Affine.translation(window.x0, window.y0),
+            src_crs=self.crs,
+            src_nodata=np.nan,
+            dst_transform=from_bounds(b.left, b.bottom, b.right, b.top, TILE, TILE),
+            dst_crs=MERCATOR,
+            dst_nodata=np.nan,
+            resampling=Resampling[resampling],
+            num_threads=1,
+        )
+        return out
+
+
+def native_resolution(crs: CRS, transform: Affine, width: int, height: int) -> float:
+    """Size in EPSG:3857 metres of the centre pixel (mean of its two sides)."""
+    to_merc = Transformer.from_crs(crs, "EPSG:3857", always_xy=True)
+    cx, cy = width / 2, height / 2
+    pts = [transform * p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
+    xs, ys = to_merc.transform([p[0] for p in pts], [p[1] for p in pts])
+    sides = [math.hypot(xs[i] - xs[0], ys[i] - ys[0]) for i in (1, 2)]
+    return float(sum(sides) / 2)
