@@ -11,7 +11,7 @@ from typing import Any
 import xarray as xr
 
 from imagelib.catalog import Catalog
-from imagelib.ingestion import finish_levels, version_row, write_level0
+from imagelib.ingestion import store_stats, version_row, write_levels
 from imagelib.multiscale import read_level
 from imagelib.storage import Store
 from imagelib.versioning import check_version_id, derived_version_id
@@ -63,8 +63,8 @@ def apply_version(
              "parents": [version], "operation": operation}
     staging = store.new_staging()
     try:
-        group, stats = write_level0(store, staging, data, attrs)
-        full_stats = finish_levels(group, data, attrs, stats)
+        group, stats = write_levels(store, staging, data, attrs)
+        full_stats = store_stats(group, data, attrs, stats)
         store.publish(staging, f"versions/{derived}")
     except BaseException:
         store.remove(staging)

@@ -117,7 +117,7 @@ def _ingest_new(
         with ThreadPoolExecutor(1) as pool, _bars(progress, size, _rows(data)) as (bytes_bar, rows_bar):
             copied = pool.submit(store.put_file, path, f"{staging}/source/{path.name}", bytes_bar.update)
             try:
-                group, stats = write_level0(store, staging, data, attrs, rows_bar.update)
+                group, stats = write_levels(store, staging, data, attrs, rows_bar.update)
             except InputError as exc:  # undecodable pixels: the input is invalid, not the system broken
                 raise ValidationFailed(build_report([exc.to_dict()], [], info)) from exc
             digest = copied.result()
@@ -129,7 +129,7 @@ def _ingest_new(
             store.remove(staging)
             catalog.link_version(version, namespace, dataset)
             return summary(catalog.get_version(version), namespace, dataset, deduplicated=True)
-        full_stats = finish_levels(group, data, {**attrs, "version": version, "sha256": digest}, stats)
+        full_stats = store_stats(group, data, {**attrs, "version": version, "sha256": digest}, stats)
         if not path.is_dir():
             store.verify_size(f"{staging}/source/{path.name}", size)
         store.publish(staging, f"versions/{version}")
@@ -142,24 +142,28 @@ def _ingest_new(
     return summary(catalog.get_version(version), namespace, dataset)
 
 
-def write_level0(
+def write_levels(
     store: Store, staging: str, data: xr.DataArray, attrs: dict[str, Any], on_rows: Any = None
-) -> tuple[Any, ContentStats]:
-    """Create the multiscale group under ``staging`` and write level 0 while reading data once."""
+) -> tuple[Any, dict[str, Any]]:
+    """Create the multiscale group under ``staging`` and fill every level while reading data once.
+
+    Returns the group and the statistics (content totals + view percentiles), already in its attrs.
+    """
     group = multiscale.create(store.zarr_store(f"{staging}/image.zarr"), data, attrs)
-    level0 = group["0"]
+    pyramid = multiscale.PyramidWriter(group, data.dims, data.attrs.get("nodata"))
 
     def write(index: tuple[slice, ...], block: np.ndarray) -> None:
-        level0[index] = block
+        pyramid.write(index, block)
         if on_rows:
             on_rows((index[-1].stop - index[-1].start) * _planes(index, data))
 
-    return group, read_through(data, on_block=write)
+    stats = read_through(data, on_block=write)
+    pyramid.close()
+    return group, stats
 
 
-def finish_levels(group: Any, data: xr.DataArray, attrs: dict[str, Any], stats: ContentStats) -> dict[str, Any]:
-    """Build levels 1..n, compute view statistics and store them in the group attrs."""
-    multiscale.build_lower_levels(group, data.attrs.get("nodata"))
+def store_stats(group: Any, data: xr.DataArray, attrs: dict[str, Any], stats: ContentStats) -> dict[str, Any]:
+    """Compute view percentiles from a small level and store all statistics in the group attrs."""
     full_stats = {**stats.summary(), **percentiles(group, data)}
     group.attrs["imagelib"] = jsonable({**attrs, "stats": full_stats})
     return full_stats

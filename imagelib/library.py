@@ -13,6 +13,7 @@ from imagelib.catalog import Catalog
 from imagelib.derive import apply_version, open_version
 from imagelib.hashing import jsonable
 from imagelib.ingestion import ingest as _ingest
+from imagelib.versioning import check_version_id
 
 
 def ingest(source: str | os.PathLike[str], namespace: str, dataset: str, **options: Any) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def versions(namespace: str, dataset: str) -> list[dict[str, Any]]:
 
 def lineage(version: str) -> dict[str, Any]:
     """Ancestors and descendants of a version with the operation on each edge."""
-    return jsonable(Catalog().lineage(version))
+    return jsonable(Catalog().lineage(check_version_id(version)))
 
 
 def apply(version: str, chain: list[dict[str, Any]] | str | Path) -> str:

@@ -138,3 +138,51 @@ def read_level(group: zarr.Group, level: int = 0) -> xr.DataArray:
         k = 2**level
         attrs["transform"] = [a * k, b * k, c, d * k, e * k, f]
     return xr.DataArray(da.from_zarr(arr), dims=dims, attrs=attrs)
+
+
+class PyramidWriter:
+    """Write level 0 block by block and cascade 2×2 means into every lower level in the same pass.
+
+    Blocks must arrive in row order and span whole rows (all bands): then each level buffers at most one
+    chunk row, so memory is flat in image size and no level is read back. Volumes (``z,y,x``) arrive in
+    z slabs, so their lower levels are built after level 0 from the store instead.
+    """
+
+    def __init__(self, group: zarr.Group, dims: Sequence[str], nodata: Any = None):
+        self.group, self.nodata = group, nodata
+        self.arrays = [group[str(k)] for k in range(len(group))]
+        self.streaming = dims[0] != "z"
+        self.pending: list[np.ndarray | None] = [None] * len(self.arrays)
+        self.rows = [0] * len(self.arrays)
+
+    def write(self, index: tuple[slice, ...], block: np.ndarray) -> None:
+        """Store one block of level 0 (``index`` as yielded by the validation read-through)."""
+        self.arrays[0][index] = block
+        if self.streaming and len(self.arrays) > 1:
+            self._push(1, downsample2(block, self.nodata))
+
+    def _push(self, level: int, rows: np.ndarray) -> None:
+        buffered = self.pending[level]
+        buffered = rows if buffered is None else np.concatenate([buffered, rows], axis=-2)
+        while buffered.shape[-2] >= CHUNK:
+            self._emit(level, buffered[..., :CHUNK, :])
+            buffered = buffered[..., CHUNK:, :]
+        self.pending[level] = buffered if buffered.shape[-2] else None
+
+    def _emit(self, level: int, rows: np.ndarray) -> None:
+        start = self.rows[level]
+        self.arrays[level][..., start : start + rows.shape[-2], :] = rows
+        self.rows[level] += rows.shape[-2]
+        if level + 1 < len(self.arrays):
+            self._push(level + 1, downsample2(rows, self.nodata))
+
+    def close(self) -> None:
+        """Flush the partial last chunk row of every level (or build the levels of a volume)."""
+        if not self.streaming:
+            build_lower_levels(self.group, self.nodata)
+            return
+        for level in range(1, len(self.arrays)):
+            rest = self.pending[level]
+            self.pending[level] = None
+            if rest is not None:
+                self._emit(level, rest)

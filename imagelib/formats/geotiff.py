@@ -11,7 +11,9 @@ import rasterio
 import xarray as xr
 from rasterio.windows import Window
 
-from imagelib.formats.lazy import LazySource, guard_dimensions, to_dask
+from imagelib.formats.lazy import CHUNK, LazySource, guard_dimensions, to_dask
+
+MAX_STRIP_WIDTH = 65536
 
 #: GDAL options for untrusted files: never list directories for sidecars, never reach the network.
 SAFE_GDAL_ENV = {
@@ -19,6 +21,8 @@ SAFE_GDAL_ENV = {
     "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".imagelib-none",
     "GDAL_HTTP_MAX_RETRY": "0",
     "GTIFF_REPORT_COMPD_CS": "NO",
+    # GDAL's block cache defaults to 5% of RAM and counts toward RSS; ingest reads each block once.
+    "GDAL_CACHEMAX": 128,
 }
 
 
@@ -50,6 +54,7 @@ def open_geotiff(path: Path) -> xr.DataArray:
         guard_dimensions(shape, ds.dtypes[0])
         attrs = _attrs(ds)
         dtype = np.dtype(ds.dtypes[0])
+        striped = ds.block_shapes[0][1] == ds.width
     handles = _Handles()
 
     def read(key: tuple[slice, ...]) -> np.ndarray:
@@ -60,14 +65,14 @@ def open_geotiff(path: Path) -> xr.DataArray:
         window = Window(x.start, y.start, x.stop - x.start, y.stop - y.start)
         return handles.ds.read(list(range(b.start + 1, b.stop + 1)), window=window)
 
-    data = to_dask(LazySource(shape, dtype, read), chunks=(1, *_chunks(shape)))
+    data = to_dask(LazySource(shape, dtype, read), chunks=(shape[0], *_chunks(shape, striped)))
     return xr.DataArray(data, dims=("band", "y", "x"), coords=_coords(attrs, shape), attrs=attrs)
 
 
-def _chunks(shape: tuple[int, int, int]) -> tuple[int, int]:
-    from imagelib.formats.lazy import CHUNK
-
-    return min(CHUNK, shape[1]), min(CHUNK, shape[2])
+def _chunks(shape: tuple[int, int, int], striped: bool) -> tuple[int, int]:
+    """All bands per chunk (pixel-interleaved files decode them together); whole rows for striped files."""
+    width = shape[2] if striped and shape[2] <= MAX_STRIP_WIDTH else min(CHUNK, shape[2])
+    return min(CHUNK, shape[1]), width
 
 
 def _attrs(ds: Any) -> dict[str, Any]:

@@ -70,6 +70,9 @@ class ContentStats:
         """Fold one block (with the leading band axis when banded) into the totals."""
         planes = block if self.banded else block[None]
         for i, plane in enumerate(planes):
+            if self.nodata is None and not self.is_float:  # fast path: every pixel is valid
+                self._fold(i, float(plane.min()), float(plane.max()), plane.size)
+                continue
             mask = np.ones(plane.shape, dtype=bool) if self.nodata is None else plane != self.nodata
             if self.is_float:
                 nan = np.isnan(plane)
@@ -80,9 +83,12 @@ class ContentStats:
             count = int(mask.sum())
             if count:
                 values = plane[mask]
-                self.minimum[i] = min(self.minimum[i], float(values.min()))
-                self.maximum[i] = max(self.maximum[i], float(values.max()))
-                self.valid[i] += count
+                self._fold(i, float(values.min()), float(values.max()), count)
+
+    def _fold(self, band: int, low: float, high: float, count: int) -> None:
+        self.minimum[band] = min(self.minimum[band], low)
+        self.maximum[band] = max(self.maximum[band], high)
+        self.valid[band] += count
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready totals."""

@@ -1,0 +1,64 @@
+"""The OME-Zarr multiscale: level geometry, nodata-aware downsampling, streaming == two-pass build."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from imagelib import multiscale
+from imagelib.validation.content import read_through
+
+
+def independent_mean(a: np.ndarray) -> np.ndarray:
+    """2×2 block mean with edge replication, written directly (reference for downsample2)."""
+    h, w = a.shape[-2:]
+    p = np.pad(a.astype("float64"), [(0, 0)] * (a.ndim - 2) + [(0, h % 2), (0, w % 2)], mode="edge")
+    return (p[..., ::2, ::2] + p[..., 1::2, ::2] + p[..., ::2, 1::2] + p[..., 1::2, 1::2]) / 4
+
+
+def test_level_shapes_halve_with_ceil_until_256() -> None:
+    shapes = multiscale.level_shapes((3, 1000, 777))
+    assert shapes == [(3, 1000, 777), (3, 500, 389), (3, 250, 195)]
+    assert multiscale.level_shapes((5, 4097, 3)) == [(5, 4097, 3), (5, 2049, 2), (5, 1025, 1), (5, 513, 1), (5, 257, 1), (5, 129, 1)]
+
+
+def test_downsample_matches_independent_mean_and_rounds_ints() -> None:
+    rng = np.random.default_rng(0)
+    floats = rng.normal(size=(2, 7, 9)).astype("float32")
+    np.testing.assert_allclose(multiscale.downsample2(floats), independent_mean(floats), rtol=1e-6)
+    ints = rng.integers(0, 65535, (5, 6), dtype=np.uint16)
+    expected = np.floor(independent_mean(ints) + 0.5).astype(np.uint16)
+    np.testing.assert_array_equal(multiscale.downsample2(ints), expected)
+
+
+def test_downsample_ignores_nodata_and_nan() -> None:
+    block = np.array([[0, 10], [20, 0]], dtype=np.uint8)
+    assert multiscale.downsample2(block, nodata=0)[0, 0] == 15
+    assert multiscale.downsample2(np.zeros((2, 2), np.uint8), nodata=0)[0, 0] == 0
+    floats = np.array([[np.nan, 1.0], [3.0, np.nan]], dtype="float32")
+    assert multiscale.downsample2(floats)[0, 0] == 2.0
+    assert np.isnan(multiscale.downsample2(np.full((2, 2), np.nan, "float32"))[0, 0])
+
+
+@pytest.mark.parametrize("shape", [(3, 2500, 1300), (3000, 777), (1, 1025, 4097), (2, 2049, 2049)])
+def test_streaming_pyramid_equals_two_pass_build(shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+    import imagelib.validation.content as content
+
+    monkeypatch.setattr(content, "BLOCK_BYTES", 1)  # force one 1024-row strip per block
+    a = np.random.default_rng(1).integers(0, 255, shape, dtype=np.uint8)
+    dims = ("band", "y", "x") if len(shape) == 3 else ("y", "x")
+    data = xr.DataArray(da.from_array(a, chunks=(1024,) * len(shape)), dims=dims, attrs={"nodata": 0})
+    streamed = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    writer = multiscale.PyramidWriter(streamed, dims, nodata=0)
+    read_through(data, on_block=writer.write)
+    writer.close()
+    two_pass = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    two_pass["0"][...] = a
+    multiscale.build_lower_levels(two_pass, nodata=0)
+    assert len(streamed) == len(two_pass) > 1
+    for level in range(len(streamed)):
+        np.testing.assert_array_equal(streamed[str(level)][...], two_pass[str(level)][...])
+    np.testing.assert_array_equal(streamed["0"][...], a)
