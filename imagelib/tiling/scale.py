@@ -91,7 +91,8 @@ def _range(
         lo, hi = np.full(len(bands), float(info.min)), np.full(len(bands), float(info.max))
     else:
         lo, hi = np.zeros(len(bands)), np.ones(len(bands))
-    return lo, np.where(hi > lo, hi, lo + 1)
+    flat = hi <= lo  # a constant band shows mid-grey
+    return np.where(flat, lo - 0.5, lo), np.where(flat, lo + 0.5, hi)
 
 
 def select(data: np.ndarray, scaling: Scaling) -> np.ndarray:
@@ -116,9 +117,10 @@ def to_uint8(data: np.ndarray, scaling: Scaling) -> np.ndarray:
     else:
         lo = scaling.lo.astype(np.float32)[:, None, None]
         gain = (255.0 / (scaling.hi - scaling.lo)).astype(np.float32)[:, None, None]
-        work = (data.astype(np.float32) - lo) * gain + np.float32(0.5)
-        np.clip(work, 0, 255, out=work)
-        img = np.nan_to_num(work, nan=0.0).astype(np.uint8)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge nodata values saturate, then are masked
+            work = (data.astype(np.float32) - lo) * gain + np.float32(0.5)
+            np.clip(work, 0, 255, out=work)
+            img = np.nan_to_num(work, nan=0.0).astype(np.uint8)
     img = scaling.table[img[0]] if scaling.table is not None else np.moveaxis(img, 0, -1)
     if not scaling.alpha:
         return np.ascontiguousarray(img)

@@ -8,7 +8,7 @@ memory with the same 2×2 mean. ``MemoryPlane`` holds a small array (3D slices, 
 from __future__ import annotations
 
 import math
-from functools import cached_property
+import threading
 from typing import Any
 
 import numpy as np
@@ -69,12 +69,14 @@ class MemoryPlane(Plane):
         self.bands, self.height, self.width = self._levels[0].shape
         self.dtype = self._levels[0].dtype
         self.attrs = attrs
+        self._lock = threading.Lock()
 
     def level_array(self, level: int) -> np.ndarray:
-        """The whole level ``(bands, h, w)``."""
-        while len(self._levels) <= level:
-            self._levels.append(downsample2(self._levels[-1], self.attrs.get("nodata")))
-        return self._levels[level]
+        """The whole level ``(bands, h, w)``, derived on first use."""
+        with self._lock:
+            while len(self._levels) <= level:
+                self._levels.append(downsample2(self._levels[-1], self.attrs.get("nodata")))
+            return self._levels[level]
 
     def read(self, level: int, window: Window) -> np.ndarray:
         """Pixels of a window."""
@@ -101,18 +103,22 @@ class StoredPlane(Plane):
         else:
             self.leads = [((lead[0], b),) for b in range(self.arrays[0].shape[lead[0]])]
         self.bands = len(self.leads)
+        self._memory: MemoryPlane | None = None
+        self._lock = threading.Lock()
 
-    @cached_property
     def _tail(self) -> MemoryPlane:
         """The smallest stored level in memory, for the levels below it."""
-        last = len(self.arrays) - 1
-        return MemoryPlane(self._read_stored(last, self.full(last)), self.attrs)
+        with self._lock:
+            if self._memory is None:
+                last = len(self.arrays) - 1
+                self._memory = MemoryPlane(self._read_stored(last, self.full(last)), self.attrs)
+            return self._memory
 
     def read(self, level: int, window: Window) -> np.ndarray:
         """Pixels of a window, from cached chunks."""
         last = len(self.arrays) - 1
         if level > last:
-            return self._tail.read(level - last, window)
+            return self._tail().read(level - last, window)
         return self._read_stored(level, window)
 
     def _read_stored(self, level: int, window: Window) -> np.ndarray:
