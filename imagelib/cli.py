@@ -214,7 +214,7 @@ def tile(
     tile_size: Annotated[int, typer.Option(help="DZI tile size")] = 254,
     overlap: Annotated[int, typer.Option(help="DZI tile overlap")] = 1,
     embed: Annotated[bool, typer.Option(help="also write index.html + vendored viewer")] = False,
-    axis: Annotated[str | None, typer.Option(help="volumes: slice across z|y|x")] = None,
+    axis: Annotated[str | None, typer.Option(help="volumes: slice across z|y|x, or views (xy+xz+yz)")] = None,
     index: Annotated[int | None, typer.Option(help="volumes: slice index (default: centre)")] = None,
     chain: Annotated[Path | None, typer.Option(help="JSON filter chain applied before scaling")] = None,
     bands: Annotated[str | None, typer.Option(help="1-based bands shown as RGB, e.g. 4,3,2")] = None,

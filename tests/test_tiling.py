@@ -4,8 +4,12 @@ downsample, on-the-fly == pre-baked, any dtype/nodata renders masked, chains, ca
 from __future__ import annotations
 
 import io
+import json
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +238,116 @@ def test_sample_float_and_uint16_files(lib: Path, data_dir: Path) -> None:
     assert tile.shape[2] == 3 and (tile == 128).all()  # bands 1-3 constant (p2 == p98): mid-grey
     tile = png(render_tile(rgba16, 10, 0, 0, "png", style=Style(bands=(4,)), cache=None))
     assert tile.shape[2] == 1 and tile.std() > 10
+
+
+@pytest.fixture(scope="module")
+def volume(lib: Path) -> tuple[str, np.ndarray]:
+    """A (20, 120, 80) uint16 OME-TIFF volume with 4× coarser z spacing and a bright block."""
+    tifffile = pytest.importorskip("tifffile")
+    vol = np.full((20, 120, 80), 100, np.uint16)
+    vol[8:12, 30:90, 20:60] = 1000  # 5 % of the voxels, centred on (z 10, y 60, x 40)
+    path = lib / "vol.ome.tif"
+    tifffile.imwrite(
+        path,
+        vol,
+        ome=True,
+        metadata={"axes": "ZYX", "PhysicalSizeZ": 4.0, "PhysicalSizeY": 1.0, "PhysicalSizeX": 1.0},
+    )
+    return imagelib.ingest(path, "tiling", "vol")["version"], vol
+
+
+def bright_centre(tile: np.ndarray) -> tuple[float, float]:
+    """Row/column centre of the bright pixels of a grey tile."""
+    rows, cols = np.nonzero(tile[..., 0] > 128)
+    return rows.mean(), cols.mean()
+
+
+def test_volume_slices_and_orthogonal_views_respect_voxel_size(
+    volume: tuple[str, np.ndarray], tmp_path: Path
+) -> None:
+    from imagelib.tiling.export import orthogonal_views
+
+    version, _ = volume
+    xy = png(render_tile(version, 7, 0, 0, "png", axis="z", index=10, cache=None))
+    assert xy.shape[:2] == (120, 80)
+    np.testing.assert_allclose(bright_centre(xy), (59.5, 39.5))
+    assert (png(render_tile(version, 7, 0, 0, "png", axis="z", index=0, cache=None)) < 128).all()
+    result = orthogonal_views(version, tmp_path, point=(10, 60, 40), embed=True)
+    assert result["views"] == {
+        "xy": {"width": 80, "height": 120},
+        "xz": {"width": 80, "height": 80},
+        "yz": {"width": 120, "height": 80},
+    }  # z: 20 slices × 4 µm = 80 px
+    xz = png((tmp_path / "xz_files" / "7" / "0_0.png").read_bytes())
+    assert xz.shape[:2] == (80, 80)
+    assert np.allclose(bright_centre(xz), (40, 39.5), atol=1.0)  # z 8..12 → rows 32..48
+    assert (tmp_path / "index.html").read_text().count("OpenSeadragon({") == 3
+    with pytest.raises(ImagelibError) as err:
+        render_tile(version, 7, 0, 0, axis="z", index=20)
+    assert err.value.code == "USAGE"
+
+
+def test_embed_export_is_self_contained(rgb: tuple[str, np.ndarray], tmp_path: Path) -> None:
+    from imagelib.tiling.embed import iframe_snippet
+
+    version, _ = rgb
+    result = tile_version(version, "dzi", tmp_path, embed=True)
+    page = (tmp_path / "index.html").read_text()
+    assert not re.search(r"(https?:)?//[a-z]", page.replace("http://schemas.microsoft.com/deepzoom/2008", ""))
+    for src in re.findall(r'(?:src|href)="([^"]+)"', page):
+        assert (tmp_path / src).is_file(), src
+    assert (
+        f'"Url": "{version}_files/"' in page and (tmp_path / f"{version}_files" / "10" / "3_3.jpg").is_file()
+    )
+    assert result["iframe"] == iframe_snippet(tmp_path.as_uri())
+    assert result["iframe"].startswith(f'<iframe src="{tmp_path.as_uri()}/index.html"')
+
+
+def test_export_to_object_store(s3_store: str, tmp_path: Path) -> None:
+    import s3fs
+
+    data = smooth_rgb(300, 500)
+    version = ingest_array(tmp_path, "s3rgb", data)  # stored in the bucket too: tiles read from S3
+    bucket = s3_store.split("/")[2]
+    result = tile_version(version, "xyz", f"s3://{bucket}/site", embed=True)
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]})
+    keys = {k.split("/site/", 1)[1] for k in fs.find(f"{bucket}/site")}
+    assert {"index.html", "vendor/leaflet.js", "vendor/leaflet.css"} <= keys
+    assert len([k for k in keys if k.endswith(".png")]) == result["tiles"] > 0
+    head = fs.call_s3("head_object", Bucket=bucket, Key="site/index.html")
+    assert head["ContentType"] == "text/html"
+
+
+def test_cli_tile_command(rgb: tuple[str, np.ndarray], tmp_path: Path) -> None:
+    version, _ = rgb
+    chain = tmp_path / "chain.json"
+    chain.write_text('[{"op": "gaussian", "sigma": 1}]')
+    cmd = [
+        sys.executable,
+        "-c",
+        "from imagelib.cli import app; app()",
+        "tile",
+        version,
+        "--out",
+        str(tmp_path / "o"),
+        "--format",
+        "png",
+        "--chain",
+        str(chain),
+        "--embed",
+        "--json",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["tiles"] == 29 and result["levels"] == 11 and "tile/s" in proc.stderr  # tqdm on stderr
+    tile = (tmp_path / "o" / f"{version}_files" / "10" / "1_1.png").read_bytes()
+    assert tile == render_tile(version, 10, 1, 1, "png", chain=json.loads(chain.read_text()), cache=None)
+    bad = subprocess.run(
+        [*cmd[:5], "--scheme", "xyz", "--out", str(tmp_path / "x"), "--axis", "y", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2 and json.loads(bad.stdout)["error"]["code"] == "USAGE"

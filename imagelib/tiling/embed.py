@@ -38,6 +38,18 @@ L.tileLayer("{z}/{x}/{y}.$fmt", {minZoom: $minzoom, maxZoom: $maxzoom_view, minN
 map.fitBounds(bounds);""")
 
 
+def _image(grid: DziGrid, name: str, fmt: str) -> dict[str, Any]:
+    """The ``.dzi`` descriptor as OpenSeadragon's inline tile source (no XHR: works from file://)."""
+    return {
+        "xmlns": "http://schemas.microsoft.com/deepzoom/2008",
+        "Url": f"{name}_files/",
+        "Format": fmt,
+        "Overlap": str(grid.overlap),
+        "TileSize": str(grid.tile_size),
+        "Size": {"Width": str(grid.width), "Height": str(grid.height)},
+    }
+
+
 def dzi_page(grid: DziGrid, name: str, fmt: str, title: str) -> str:
     """index.html showing ``<name>.dzi`` with OpenSeadragon."""
     image = {
@@ -52,6 +64,24 @@ def dzi_page(grid: DziGrid, name: str, fmt: str, title: str) -> str:
     return PAGE.substitute(
         title=html.escape(title), head=head, script=OSD.substitute(image=json.dumps(image))
     )
+
+
+def views_page(grids: dict[str, DziGrid], fmt: str, title: str) -> str:
+    """index.html with one OpenSeadragon viewer per named DZI (``<name>.dzi``), side by side."""
+    divs, scripts = [], []
+    for name, grid in grids.items():
+        divs.append(f'<figure><figcaption>{html.escape(name)}</figcaption><div id="v_{name}"></div></figure>')
+        image = json.dumps(_image(grid, name, fmt))
+        scripts.append(
+            f'OpenSeadragon({{id: "v_{name}", drawer: "canvas", showNavigationControl: false, '
+            f"tileSources: {{Image: {image}}}}});"
+        )
+    head = (
+        '\n<script src="vendor/openseadragon.min.js"></script>\n<style>body{display:flex;gap:4px}'
+        "figure{flex:1;margin:0;color:#ddd;font:14px sans-serif}figure div{height:90vh}</style>"
+    )
+    body = PAGE.substitute(title=html.escape(title), head=head, script="\n".join(scripts))
+    return body.replace('<div id="viewer"></div>', "".join(divs))
 
 
 def xyz_page(lonlat: tuple[float, float, float, float], zooms: tuple[int, int], fmt: str, title: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from imagelib.errors import ImagelibError
+from imagelib.errors import UsageError
 
 FORMATS = {"jpg": "jpg", "jpeg": "jpg", "png": "png", "webp": "webp"}
 MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -27,9 +27,8 @@ def normalize_format(fmt: str) -> str:
     """``jpg``/``jpeg``/``png``/``webp`` → the canonical suffix; coded error otherwise."""
     key = fmt.lower().lstrip(".")
     if key not in FORMATS:
-        raise ImagelibError(
+        raise UsageError(
             f"unsupported tile format {fmt!r}",
-            code="USAGE",
             field="format",
             expected=sorted(set(FORMATS.values())),
             found=fmt,

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from imagelib.errors import UsageError
-from imagelib.tiling.embed import dzi_page, iframe_snippet, write_viewer, xyz_page
+from imagelib.tiling.embed import dzi_page, iframe_snippet, views_page, write_viewer, xyz_page
 from imagelib.tiling.encode import normalize_format
 from imagelib.tiling.pyramid import write_dzi, write_xyz
 from imagelib.tiling.render import Chain, renderer_for
 from imagelib.tiling.scale import Style
 from imagelib.tiling.sink import Sink
+from imagelib.tiling.volume import AXES, VIEWS
 
 
 def load_chain(chain: Chain | str | os.PathLike[str] | None) -> Chain | None:
@@ -50,7 +51,8 @@ def tile_version(
     title = str(renderer.plane.attrs.get("name") or version)
     result: dict[str, Any] = {"version": version, "scheme": scheme, "out": sink.url, "format": fmt}
     if scheme == "dzi":
-        name = name or (version if axis is None and index is None else f"{version}_{axis or 'z'}{index}")
+        slice_tag = f"_{axis or 'z'}{'' if index is None else index}"
+        name = name or (version if axis is None and index is None else version + slice_tag)
         grid = write_dzi(renderer, sink, name, fmt, tile_size, overlap, progress)
         result.update(
             name=name,
@@ -71,6 +73,36 @@ def tile_version(
     return result
 
 
+def orthogonal_views(
+    version: str,
+    out: str | os.PathLike[str],
+    point: tuple[int, int, int] | None = None,
+    *,
+    fmt: str = "png",
+    embed: bool = False,
+    style: Style | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The xy, xz and yz views of a volume through ``point`` (z, y, x; default centre) as three DZIs
+    (``xy.dzi``, ``xz.dzi``, ``yz.dzi``), each resampled to square physical pixels."""
+    fmt, sink = normalize_format(fmt), Sink(out)
+    grids = {}
+    for view, axis in VIEWS.items():
+        index = None if point is None else point[AXES.index(axis)]
+        renderer = renderer_for(version, axis=axis, index=index, style=style)
+        grids[view] = write_dzi(renderer, sink, view, fmt, progress=progress)
+    result: dict[str, Any] = {
+        "version": version,
+        "out": sink.url,
+        "format": fmt,
+        "views": {v: {"width": g.width, "height": g.height} for v, g in grids.items()},
+    }
+    if embed:
+        write_viewer(sink, views_page(grids, fmt, version), "dzi")
+        result.update(index_html=f"{sink.url}/index.html", iframe=iframe_snippet(sink.url))
+    return result
+
+
 def tile_command(
     version: str,
     scheme: str,
@@ -86,4 +118,13 @@ def tile_command(
     except ValueError as exc:
         raise UsageError(f"--bands {bands!r} must be comma-separated integers", field="bands") from exc
     style = Style(bands=band_list, colormap=colormap)
+    if options.get("axis") == "views":  # the three orthogonal views of a volume
+        return orthogonal_views(
+            version,
+            out,
+            embed=options.get("embed", False),
+            style=style,
+            progress=True,
+            fmt=options.get("fmt") or "png",
+        )
     return tile_version(version, scheme, out, style=style, progress=True, **options)

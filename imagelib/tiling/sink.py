@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import threading
 from pathlib import Path
@@ -26,11 +27,18 @@ class Sink:
         """The output location as a URL."""
         return self.store.url if self.store else self.root.as_uri()
 
+    def _headers(self, rel: str) -> dict[str, str]:
+        """Content-Type for S3 objects, so a bucket serves the viewer as a static site."""
+        protocol = self.store.fs.protocol if self.store else ()
+        if "s3" not in (protocol if isinstance(protocol, tuple) else (protocol,)):
+            return {}
+        return {"ContentType": mimetypes.guess_type(rel)[0] or "application/octet-stream"}
+
     def write(self, rel: str, data: bytes | str) -> None:
         """Write one object (text is UTF-8 encoded)."""
         payload = data.encode() if isinstance(data, str) else data
         if self.store is not None:
-            self.store.fs.pipe_file(self.store.path(rel), payload)
+            self.store.fs.pipe_file(self.store.path(rel), payload, **self._headers(rel))
             return
         path = self.root / rel
         if path.parent not in self._dirs:

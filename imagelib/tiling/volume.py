@@ -9,7 +9,7 @@ import numpy as np
 import zarr
 from scipy import ndimage
 
-from imagelib.errors import ImagelibError
+from imagelib.errors import UsageError
 from imagelib.tiling.source import MemoryPlane, Plane, StoredPlane, dims_of
 
 AXES = ("z", "y", "x")
@@ -28,17 +28,15 @@ def plane_for(group: zarr.Group, key: str, axis: str | None = None, index: int |
     dims = dims_of(group)
     if "z" not in dims:
         if axis not in (None, "z") or index not in (None, 0):
-            raise ImagelibError("--axis/--index apply to z,y,x volumes only", code="USAGE", field="axis")
+            raise UsageError("--axis/--index apply to z,y,x volumes only", field="axis")
         return StoredPlane(group, key)
     axis = axis or "z"
     if axis not in AXES:
-        raise ImagelibError(f"axis must be one of {AXES}", code="USAGE", field="axis", found=axis)
+        raise UsageError(f"axis must be one of {AXES}", field="axis", found=axis)
     size = group["0"].shape[dims.index(axis)]
     index = size // 2 if index is None else index
     if not 0 <= index < size:
-        raise ImagelibError(
-            f"index {index} outside 0..{size - 1} along {axis}", code="USAGE", field="index", found=index
-        )
+        raise UsageError(f"index {index} outside 0..{size - 1} along {axis}", field="index", found=index)
     plane = StoredPlane(group, key, index) if axis == "z" else None
     sp = spacing(plane.attrs if plane else StoredPlane(group, key, 0).attrs)
     if plane is not None and sp["y"] == sp["x"]:

@@ -59,8 +59,8 @@ class XyzGrid:
         crs = CRS.from_user_input(attrs.get("crs_wkt") or attrs["crs"])
         transform = Affine(*attrs["transform"][:6])
         w, h = plane.width, plane.height
-        left, top = transform * (0, 0)
-        right, bottom = transform * (w, h)
+        left, top = transform @ (0, 0)
+        right, bottom = transform @ (w, h)
         west, south, east, north = transform_bounds(
             crs,
             "EPSG:4326",
@@ -111,7 +111,7 @@ class XyzGrid:
 
     def level_transform(self, level: int) -> Affine:
         """Affine transform of a pyramid level."""
-        return self.transform * Affine.scale(2**level)
+        return self.transform @ Affine.scale(2**level)
 
     def source_window(
         self, z: int, x: int, y: int, level: int, shape: tuple[int, int], margin: int = 2
@@ -123,7 +123,7 @@ class XyzGrid:
         )
         inverse = ~self.level_transform(level)
         cols, rows = zip(
-            *(inverse * p for p in ((left, bottom), (left, top), (right, bottom), (right, top))), strict=True
+            *(inverse @ p for p in ((left, bottom), (left, top), (right, bottom), (right, top))), strict=True
         )
         y0, y1 = max(math.floor(min(rows)) - margin, 0), min(math.ceil(max(rows)) + margin, shape[0])
         x0, x1 = max(math.floor(min(cols)) - margin, 0), min(math.ceil(max(cols)) + margin, shape[1])
@@ -145,7 +145,7 @@ class XyzGrid:
         reproject(
             source=data,
             destination=out,
-            src_transform=self.level_transform(level) * Affine.translation(window.x0, window.y0),
+            src_transform=self.level_transform(level) @ Affine.translation(window.x0, window.y0),
             src_crs=self.crs,
             src_nodata=np.nan,
             dst_transform=from_bounds(b.left, b.bottom, b.right, b.top, TILE, TILE),
@@ -161,7 +161,7 @@ def native_resolution(crs: CRS, transform: Affine, width: int, height: int) -> f
     """Size in EPSG:3857 metres of the centre pixel (mean of its two sides)."""
     to_merc = Transformer.from_crs(crs, "EPSG:3857", always_xy=True)
     cx, cy = width / 2, height / 2
-    pts = [transform * p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
+    pts = [transform @ p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
     xs, ys = to_merc.transform([p[0] for p in pts], [p[1] for p in pts])
     sides = [math.hypot(xs[i] - xs[0], ys[i] - ys[0]) for i in (1, 2)]
     return float(sum(sides) / 2)
