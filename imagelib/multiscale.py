@@ -78,26 +78,46 @@ def _ngff(dims: Sequence[str], levels: int, attrs: dict[str, Any]) -> dict[str, 
 
 
 def downsample2(block: np.ndarray, nodata: Any = None) -> np.ndarray:
-    """2×2 mean over the last two axes, ignoring nodata/NaN; odd edges averaged with their copy."""
+    """2×2 mean over the last two axes, ignoring nodata/NaN; odd edges averaged with their copy.
+
+    Works on the four strided quadrants (each a quarter of the block) instead of full-size float copies,
+    so temporaries stay small; integers round half up, exactly as ``floor(mean + 0.5)``.
+    """
     h, w = block.shape[-2:]
-    pad = [(0, 0)] * (block.ndim - 2) + [(0, h % 2), (0, w % 2)]
-    work = np.pad(block, pad, mode="edge").astype(np.float32 if block.dtype.itemsize <= 2 else np.float64)
-    missing = np.isnan(work)
-    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
-        missing |= work == np.array(nodata).astype(block.dtype)
-    work[missing] = 0
-    shape = (*work.shape[:-2], work.shape[-2] // 2, 2, work.shape[-1] // 2, 2)
-    total = work.reshape(shape).sum(axis=(-3, -1))
-    count = (~missing).reshape(shape).sum(axis=(-3, -1))
+    if h % 2 or w % 2:
+        pad = [(0, 0)] * (block.ndim - 2) + [(0, h % 2), (0, w % 2)]
+        block = np.pad(block, pad, mode="edge")
+    quads = (block[..., ::2, ::2], block[..., 1::2, ::2], block[..., ::2, 1::2], block[..., 1::2, 1::2])
+    has_nodata = nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata))
+    if block.dtype.kind in "iu" and not has_nodata:
+        acc = np.int64 if block.dtype.itemsize >= 4 else np.int32
+        total = quads[0].astype(acc)
+        for q in quads[1:]:
+            total += q
+        total += 2
+        return (total // 4).astype(block.dtype)  # floor division: round half up for negatives too
+    return _masked_mean(quads, block.dtype, nodata if has_nodata else None)
+
+
+def _masked_mean(quads: tuple[np.ndarray, ...], dtype: np.dtype, nodata: Any) -> np.ndarray:
+    work = np.float32 if dtype.itemsize <= 2 else np.float64
+    total = np.zeros(quads[0].shape, dtype=work)
+    count = np.zeros(quads[0].shape, dtype=np.uint8)
+    for q in quads:
+        valid = ~np.isnan(q) if dtype.kind == "f" else np.ones(q.shape, dtype=bool)
+        if nodata is not None:
+            valid &= q != np.array(nodata).astype(dtype)
+        total += np.where(valid, q, 0)
+        count += valid
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = total / count
-    empty = count == 0
-    if block.dtype.kind in "iu":
-        info = np.iinfo(block.dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
         mean = np.clip(np.floor(mean + 0.5), info.min, info.max)
+    empty = count == 0
     if empty.any():
-        mean[empty] = _empty_value(nodata, block.dtype)
-    return mean.astype(block.dtype)
+        mean[empty] = _empty_value(nodata, dtype)
+    return mean.astype(dtype)
 
 
 def _empty_value(nodata: Any, dtype: np.dtype) -> float:

@@ -63,7 +63,8 @@ def open_geotiff(path: Path) -> xr.DataArray:
                 handles.ds = rasterio.open(path, driver="GTiff")
         b, y, x = key
         window = Window(x.start, y.start, x.stop - x.start, y.stop - y.start)
-        return handles.ds.read(list(range(b.start + 1, b.stop + 1)), window=window)
+        with safe_env():  # GDAL reads config (block cache cap) at read time, not at open time
+            return handles.ds.read(list(range(b.start + 1, b.stop + 1)), window=window)
 
     data = to_dask(LazySource(shape, dtype, read), chunks=(shape[0], *_chunks(shape, striped)))
     return xr.DataArray(data, dims=("band", "y", "x"), coords=_coords(attrs, shape), attrs=attrs)

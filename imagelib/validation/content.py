@@ -16,7 +16,7 @@ from imagelib.errors import ImagelibError, InputError
 from imagelib.validation.rules import RuleSet
 
 Issue = dict[str, Any]
-BLOCK_BYTES = 96 * 1024 * 1024
+BLOCK_BYTES = 64 * 1024 * 1024
 STRIP_ROWS = 1024  # a multiple of the stored chunk height, so each strip fills whole chunks
 
 
