@@ -28,8 +28,16 @@ from rasterio.windows import Window
 
 def make_input(path: Path, size: int, bands: int) -> None:
     """Write a synthetic GeoTIFF strip by strip (memory stays flat)."""
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": from_origin(500000, 5000000, 1, 1), "BIGTIFF": "IF_SAFER"}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000, 5000000, 1, 1),
+        "BIGTIFF": "IF_SAFER",
+    }
     ramp = (np.arange(size, dtype=np.uint32) % 251).astype(np.uint8)
     with rasterio.open(path, "w", **profile) as dst:
         for row in range(0, size, 1024):
@@ -53,7 +61,9 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--bands", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
@@ -71,14 +81,33 @@ def main() -> None:
     env = {**os.environ, "IMAGELIB_HOME": str(home)}
     env.pop("IMAGELIB_STORE", None)
     env.pop("IMAGELIB_CATALOG", None)
-    cmd = [sys.executable, "-m", "imagelib", "ingest", str(src), "--namespace", "bench", "--dataset", "ingest", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "imagelib",
+        "ingest",
+        str(src),
+        "--namespace",
+        "bench",
+        "--dataset",
+        "ingest",
+        "--json",
+    ]
     ing_wall, ing_rss, out = timed(cmd, env)
     result = {
         "input": {"shape": [args.bands, args.size, args.size], "dtype": "uint8", "MB": round(size_mb, 1)},
         "cores": os.cpu_count(),
-        "sha256sum": {"seconds": round(sha_wall, 2), "MB_per_s": round(size_mb / sha_wall, 1), "peak_rss_MiB": round(sha_rss)},
-        "imagelib_ingest": {"seconds": round(ing_wall, 2), "MB_per_s": round(size_mb / ing_wall, 1),
-                            "peak_rss_MiB": round(ing_rss), "version": json.loads(out)["version"]},
+        "sha256sum": {
+            "seconds": round(sha_wall, 2),
+            "MB_per_s": round(size_mb / sha_wall, 1),
+            "peak_rss_MiB": round(sha_rss),
+        },
+        "imagelib_ingest": {
+            "seconds": round(ing_wall, 2),
+            "MB_per_s": round(size_mb / ing_wall, 1),
+            "peak_rss_MiB": round(ing_rss),
+            "version": json.loads(out)["version"],
+        },
         "throughput_ratio_vs_sha256sum": round(sha_wall / ing_wall, 3),
     }
     print(json.dumps(result, indent=2))

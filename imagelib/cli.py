@@ -17,8 +17,11 @@ import typer
 from imagelib.errors import ImagelibError, UsageError, ValidationFailed
 from imagelib.hashing import jsonable
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Large scientific rasters: ingest, validate, "
-                  "version, tile, filter.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Large scientific rasters: ingest, validate, version, tile, filter.",
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 
@@ -75,7 +78,9 @@ def ingest(
     from imagelib.ingestion import ingest as run
 
     try:
-        result = run(path, namespace, dataset, rules=rules, sha256=sha256, progress=sys.stderr.isatty() or not as_json)
+        result = run(
+            path, namespace, dataset, rules=rules, sha256=sha256, progress=sys.stderr.isatty() or not as_json
+        )
     except ImagelibError as exc:
         fail(exc, as_json)
     emit(result, as_json)
@@ -136,7 +141,9 @@ def _read_chain(path: Path) -> list[dict[str, Any]]:
     except (OSError, ValueError) as exc:
         raise UsageError(f"chain file {path}: {exc}", code="CHAIN_INVALID", field="chain") from exc
     if not isinstance(value, list):
-        raise UsageError(f"chain file {path}: expected a JSON list of ops", code="CHAIN_INVALID", field="chain")
+        raise UsageError(
+            f"chain file {path}: expected a JSON list of ops", code="CHAIN_INVALID", field="chain"
+        )
     return value
 
 
@@ -225,9 +232,20 @@ def tile(
     from imagelib.tiling.export import tile_command
 
     try:
-        result = tile_command(version, scheme, out, fmt=fmt, tile_size=tile_size, overlap=overlap,
-                              embed=embed, axis=axis, index=index, chain=chain, bands=bands,
-                              colormap=colormap)
+        result = tile_command(
+            version,
+            scheme,
+            out,
+            fmt=fmt,
+            tile_size=tile_size,
+            overlap=overlap,
+            embed=embed,
+            axis=axis,
+            index=index,
+            chain=chain,
+            bands=bands,
+            colormap=colormap,
+        )
         emit(result, as_json)
     except ImagelibError as exc:
         fail(exc, as_json)

@@ -17,8 +17,13 @@ from typing import Any
 import numpy as np
 import typer
 
-SAMPLES = ("RGB.byte.tif", "shade.tif", "20171025_2056.Cloud_Top_Height.nc#/HT", "s_1_t_1_c_1_z_1.ome.tiff",
-           "two-subs.h5")
+SAMPLES = (
+    "RGB.byte.tif",
+    "shade.tif",
+    "20171025_2056.Cloud_Top_Height.nc#/HT",
+    "s_1_t_1_c_1_z_1.ome.tiff",
+    "two-subs.h5",
+)
 
 
 def say(text: str) -> None:
@@ -48,8 +53,16 @@ def generated_geotiff() -> Path:
     y, x = np.mgrid[0:2048, 0:2048] / 2048.0
     bands = [np.sin(12 * x) * np.cos(9 * y), np.cos(20 * x * y), np.sin(7 * (x + y))]
     data = np.stack([((b + 1) * 127.5).astype(np.uint8) for b in bands])
-    profile = {"driver": "GTiff", "width": 2048, "height": 2048, "count": 3, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": from_origin(500000, 5000000, 10, 10), "tiled": True}
+    profile = {
+        "driver": "GTiff",
+        "width": 2048,
+        "height": 2048,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000, 5000000, 10, 10),
+        "tiled": True,
+    }
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
@@ -77,7 +90,9 @@ def run_demo(serve: bool = True, port: int = 8000) -> dict[str, Any]:
             continue
         versions[name] = result["version"]
         tag = " (already stored)" if result["deduplicated"] else ""
-        say(f"  {name}: version {result['version']} {result['dims']} {result['shape']} {result['dtype']}{tag}")
+        say(
+            f"  {name}: version {result['version']} {result['dims']} {result['shape']} {result['dtype']}{tag}"
+        )
     first = next(iter(versions.values()))
     derived = imagelib.apply(first, [{"op": "gaussian", "sigma": 1.5}])
     say(f"  filtered {first} with a gaussian → {derived}")

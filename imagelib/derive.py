@@ -17,7 +17,9 @@ from imagelib.storage import Store
 from imagelib.versioning import check_version_id, derived_version_id
 
 
-def open_version(version: str, level: int = 0, *, store: Store | None = None, catalog: Catalog | None = None) -> xr.DataArray:
+def open_version(
+    version: str, level: int = 0, *, store: Store | None = None, catalog: Catalog | None = None
+) -> xr.DataArray:
     """A stored version (one pyramid level) as a lazy DataArray; NotFound when unknown."""
     check_version_id(version)
     catalog = catalog or Catalog()
@@ -42,7 +44,11 @@ def filter_operation(chain: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def apply_version(
-    version: str, chain: list[dict[str, Any]], *, store: Store | None = None, catalog: Catalog | None = None,
+    version: str,
+    chain: list[dict[str, Any]],
+    *,
+    store: Store | None = None,
+    catalog: Catalog | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Create (or find) the version derived from ``version`` by ``chain``: ``{"version","parents","op"}``."""
@@ -59,8 +65,14 @@ def apply_version(
     source = open_version(version, store=store, catalog=catalog)
     data = apply_chain(source, chain)
     namespace, dataset = parent["datasets"][0].split("/", 1)
-    attrs = {**data.attrs, "name": f"{namespace}/{dataset}", "dims": list(data.dims), "version": derived,
-             "parents": [version], "operation": operation}
+    attrs = {
+        **data.attrs,
+        "name": f"{namespace}/{dataset}",
+        "dims": list(data.dims),
+        "version": derived,
+        "parents": [version],
+        "operation": operation,
+    }
     staging = store.new_staging()
     try:
         group, stats = write_levels(store, staging, data, attrs)

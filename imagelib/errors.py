@@ -11,7 +11,7 @@ from typing import Any
 ERROR_CODES: dict[str, str] = {
     "FILE_NOT_FOUND": "the input path does not exist or is not readable",
     "FILE_EMPTY": "the input file has zero bytes",
-    "FORMAT_UNRECOGNIZED": "the content matches no supported raster format (magic bytes checked, not the suffix)",
+    "FORMAT_UNRECOGNIZED": "the content matches no supported raster format (magic bytes, not the suffix)",
     "FORMAT_NOT_ALLOWED": "the format is recognised but the rule set does not allow it",
     "FORMAT_CORRUPT": "the file claims a supported format but its structure cannot be parsed",
     "TRUNCATED": "the file ends before the data it declares (found while reading it end to end)",
@@ -30,7 +30,7 @@ ERROR_CODES: dict[str, str] = {
     "NAN_FORBIDDEN": "NaN values found where the rule set forbids them",
     "INF_FORBIDDEN": "infinite values found where the rule set forbids them",
     "CHECKSUM_MISMATCH": "the file's sha256 differs from the declared one",
-    "EXTERNAL_REFERENCE": "the file points outside itself (HDF5 external link/storage/VDS, GDAL network/VSI path)",
+    "EXTERNAL_REFERENCE": "the file points outside itself (HDF5 external link/storage/VDS, network/VSI path)",
     "RULES_INVALID": "the rule set file cannot be parsed or has unknown keys",
     "VERSION_NOT_FOUND": "no version with that ID exists in the catalog",
     "DATASET_NAME_INVALID": "namespace or dataset names must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}",

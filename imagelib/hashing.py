@@ -21,8 +21,10 @@ def iter_blocks(fh: BinaryIO, block: int = BLOCK) -> Iterator[bytes]:
 def file_sha256(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
     """sha256 of a file's bytes, or of a directory tree (sorted relative path + NUL + content per file)."""
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(
-        (p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix()
+    files = (
+        [path]
+        if path.is_file()
+        else sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
     )
     for item in files:
         if item is not path:

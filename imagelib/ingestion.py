@@ -71,11 +71,16 @@ def ingest(
     known = _known_version(catalog, path, size, address, namespace, dataset, sha256)
     if known:
         return summary(catalog.get_version(known), namespace, dataset, deduplicated=True)
-    job = create_job(catalog, "ingest", {"source": os.fspath(source), "namespace": namespace, "dataset": dataset},
-                     state="running")
+    job = create_job(
+        catalog,
+        "ingest",
+        {"source": os.fspath(source), "namespace": namespace, "dataset": dataset},
+        state="running",
+    )
     try:
-        result = _ingest_new(data, path, size, address, namespace, dataset, ruleset, sha256, store, catalog,
-                             progress, info)
+        result = _ingest_new(
+            data, path, size, address, namespace, dataset, ruleset, sha256, store, catalog, progress, info
+        )
     except ImagelibError as exc:
         report = exc.report if isinstance(exc, ValidationFailed) else build_report([exc.to_dict()], [], info)
         update_job(catalog, job, state="failed", error=exc.to_dict(), report=report)
@@ -94,7 +99,13 @@ def _source_size(path: Path) -> int:
 
 
 def _known_version(
-    catalog: Catalog, path: Path, size: int, address: str | None, namespace: str, dataset: str, declared: str | None
+    catalog: Catalog,
+    path: Path,
+    size: int,
+    address: str | None,
+    namespace: str,
+    dataset: str,
+    declared: str | None,
 ) -> str | None:
     """Re-ingest shortcut: only when a same-size source exists in the dataset do we hash first."""
     if not catalog.same_size_versions(namespace, dataset, size, address):
@@ -108,8 +119,18 @@ def _known_version(
 
 
 def _ingest_new(
-    data: xr.DataArray, path: Path, size: int, address: str | None, namespace: str, dataset: str,
-    rules: RuleSet, declared: str | None, store: Store, catalog: Catalog, progress: bool, info: dict[str, Any],
+    data: xr.DataArray,
+    path: Path,
+    size: int,
+    address: str | None,
+    namespace: str,
+    dataset: str,
+    rules: RuleSet,
+    declared: str | None,
+    store: Store,
+    catalog: Catalog,
+    progress: bool,
+    info: dict[str, Any],
 ) -> dict[str, Any]:
     staging = store.new_staging()
     try:
@@ -136,8 +157,16 @@ def _ingest_new(
     except BaseException:
         store.remove(staging)
         raise
-    row = version_row(version, "root", data, store.key_url(f"versions/{version}"), full_stats,
-                      checksum=digest, size=size, address=address)
+    row = version_row(
+        version,
+        "root",
+        data,
+        store.key_url(f"versions/{version}"),
+        full_stats,
+        checksum=digest,
+        size=size,
+        address=address,
+    )
     catalog.add_version(row, namespace, dataset)
     return summary(catalog.get_version(version), namespace, dataset)
 
@@ -186,8 +215,10 @@ class _bars:
 
     def __enter__(self) -> tuple[tqdm, tqdm]:
         opts = {"disable": not self.enabled, "file": sys.stderr, "leave": False}
-        self.bars = (tqdm(total=self.size, unit="B", unit_scale=True, desc="hash+store", **opts),
-                     tqdm(total=self.rows, unit="row", desc="validate+write", **opts))
+        self.bars = (
+            tqdm(total=self.size, unit="B", unit_scale=True, desc="hash+store", **opts),
+            tqdm(total=self.rows, unit="row", desc="validate+write", **opts),
+        )
         return self.bars
 
     def __exit__(self, *exc: object) -> None:
@@ -197,7 +228,9 @@ class _bars:
 
 def percentiles(group: Any, data: xr.DataArray) -> dict[str, Any]:
     """Per-band 2nd/98th percentiles of valid pixels, from a small pyramid level (view-time scaling)."""
-    level = next((k for k in range(len(group)) if max(group[str(k)].shape[-2:]) <= STATS_LEVEL_SIDE), len(group) - 1)
+    level = next(
+        (k for k in range(len(group)) if max(group[str(k)].shape[-2:]) <= STATS_LEVEL_SIDE), len(group) - 1
+    )
     arr = np.asarray(group[str(level)][...])
     planes = arr if data.dims[0] == "band" else arr[None]
     nodata = data.attrs.get("nodata")
@@ -214,23 +247,46 @@ def percentiles(group: Any, data: xr.DataArray) -> dict[str, Any]:
 
 
 def version_row(
-    version: str, kind: str, data: xr.DataArray, storage_url: str, stats: dict[str, Any], *,
-    checksum: str | None = None, size: int | None = None, address: str | None = None,
+    version: str,
+    kind: str,
+    data: xr.DataArray,
+    storage_url: str,
+    stats: dict[str, Any],
+    *,
+    checksum: str | None = None,
+    size: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """The catalog row of a version (native and EPSG:4326 bounds, time range)."""
     attrs = data.attrs
     west_south_east_north = geographic_bounds(attrs.get("crs_wkt") or attrs.get("crs"), attrs.get("bounds"))
     start, end = parse_time(attrs.get("time")), parse_time(attrs.get("time_end"))
-    return jsonable({
-        "id": version, "kind": kind, "format": attrs.get("format"), "dims": list(data.dims),
-        "shape": list(data.shape), "dtype": str(data.dtype), "crs": attrs.get("crs"),
-        "bounds": attrs.get("bounds"), "checksum": checksum, "address": address, "size_bytes": size,
-        "storage_url": storage_url, "stats": stats, "attrs": {k: v for k, v in attrs.items() if k != "crs_wkt"},
-        **dict(zip(("west", "south", "east", "north"), west_south_east_north or (None,) * 4, strict=True)),
-    }) | {"time_start": start, "time_end": end or start}
+    return jsonable(
+        {
+            "id": version,
+            "kind": kind,
+            "format": attrs.get("format"),
+            "dims": list(data.dims),
+            "shape": list(data.shape),
+            "dtype": str(data.dtype),
+            "crs": attrs.get("crs"),
+            "bounds": attrs.get("bounds"),
+            "checksum": checksum,
+            "address": address,
+            "size_bytes": size,
+            "storage_url": storage_url,
+            "stats": stats,
+            "attrs": {k: v for k, v in attrs.items() if k != "crs_wkt"},
+            **dict(
+                zip(("west", "south", "east", "north"), west_south_east_north or (None,) * 4, strict=True)
+            ),
+        }
+    ) | {"time_start": start, "time_end": end or start}
 
 
-def geographic_bounds(crs: str | None, bounds: list[float] | None) -> tuple[float, float, float, float] | None:
+def geographic_bounds(
+    crs: str | None, bounds: list[float] | None
+) -> tuple[float, float, float, float] | None:
     """Bounds reprojected to EPSG:4326 (densified edges); None without CRS or bounds."""
     if not crs or not bounds:
         return None
@@ -239,8 +295,9 @@ def geographic_bounds(crs: str | None, bounds: list[float] | None) -> tuple[floa
     try:
         transformer = Transformer.from_crs(CRS.from_user_input(crs), "EPSG:4326", always_xy=True)
         left, bottom, right, top = bounds
-        w, s, e, n = transformer.transform_bounds(min(left, right), min(bottom, top), max(left, right),
-                                                  max(bottom, top), densify_pts=21)
+        w, s, e, n = transformer.transform_bounds(
+            min(left, right), min(bottom, top), max(left, right), max(bottom, top), densify_pts=21
+        )
     except Exception:
         return None
     values = (w, s, e, n)
@@ -263,10 +320,23 @@ def parse_time(value: Any) -> datetime | None:
 
 def summary(row: dict[str, Any], namespace: str, dataset: str, deduplicated: bool = False) -> dict[str, Any]:
     """The CLI/API ingest result."""
-    return jsonable({
-        "version": row["id"], "namespace": namespace, "dataset": dataset, "shape": row["shape"],
-        "dtype": row["dtype"], "crs": row["crs"], "bounds": row["bounds"], "checksum": row["checksum"],
-        "dims": row["dims"], "format": row["format"], "source_shape": (row["attrs"] or {}).get("source_shape"), "storage_url": row["storage_url"],
-        "bounds_4326": [row["west"], row["south"], row["east"], row["north"]] if row["west"] is not None else None,
-        "deduplicated": deduplicated,
-    })
+    return jsonable(
+        {
+            "version": row["id"],
+            "namespace": namespace,
+            "dataset": dataset,
+            "shape": row["shape"],
+            "dtype": row["dtype"],
+            "crs": row["crs"],
+            "bounds": row["bounds"],
+            "checksum": row["checksum"],
+            "dims": row["dims"],
+            "format": row["format"],
+            "source_shape": (row["attrs"] or {}).get("source_shape"),
+            "storage_url": row["storage_url"],
+            "bounds_4326": [row["west"], row["south"], row["east"], row["north"]]
+            if row["west"] is not None
+            else None,
+            "deduplicated": deduplicated,
+        }
+    )

@@ -23,8 +23,17 @@ def create_job(catalog: Catalog, kind: str, payload: dict[str, Any], state: str 
     """Record a new job; return its ID."""
     job_id = uuid.uuid4().hex
     with catalog.begin() as conn:
-        conn.execute(jobs.insert().values(id=job_id, kind=kind, state=state, progress=0.0,
-                                          payload=jsonable(payload), created_at=now(), updated_at=now()))
+        conn.execute(
+            jobs.insert().values(
+                id=job_id,
+                kind=kind,
+                state=state,
+                progress=0.0,
+                payload=jsonable(payload),
+                created_at=now(),
+                updated_at=now(),
+            )
+        )
     return job_id
 
 
@@ -42,5 +51,12 @@ def get_job(catalog: Catalog, job_id: str) -> dict[str, Any]:
         row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
     if row is None:
         raise NotFound(f"job {job_id} does not exist", code="JOB_NOT_FOUND", field="job")
-    return {"job": row["id"], "kind": row["kind"], "state": row["state"], "progress": row["progress"],
-            "version": row["version_id"], "report": row["report"], "error": row["error"]}
+    return {
+        "job": row["id"],
+        "kind": row["kind"],
+        "state": row["state"],
+        "progress": row["progress"],
+        "version": row["version_id"],
+        "report": row["report"],
+        "error": row["error"],
+    }

@@ -21,7 +21,7 @@ def ingest(source: str | os.PathLike[str], namespace: str, dataset: str, **optio
     return _ingest(source, namespace, dataset, **options)
 
 
-def open(version: str, level: int = 0) -> xr.DataArray:  # noqa: A001 - mirrors xarray.open_*
+def open(version: str, level: int = 0) -> xr.DataArray:
     """A stored version as a lazy DataArray (``level`` picks a pyramid level, 0 = full resolution)."""
     return open_version(version, level)
 
@@ -58,7 +58,9 @@ def search(
 def public_row(row: dict[str, Any]) -> dict[str, Any]:
     """A catalog row as users see it (strict JSON, EPSG:4326 bbox grouped)."""
     out = {k: v for k, v in row.items() if k not in ("west", "south", "east", "north", "attrs")}
-    out["bounds_4326"] = [row["west"], row["south"], row["east"], row["north"]] if row.get("west") is not None else None
+    out["bounds_4326"] = (
+        [row["west"], row["south"], row["east"], row["north"]] if row.get("west") is not None else None
+    )
     out["version"] = row["id"]
     for key in ("created_at", "added_at", "time_start", "time_end"):
         if isinstance(out.get(key), datetime):

@@ -24,8 +24,12 @@ from imagelib.hashing import jsonable
 CHUNK = 1024
 MIN_LEVEL_SIDE = 256  # stop halving once a level fits one 256 px tile
 COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
-NGFF_AXES = {"band": {"name": "c", "type": "channel"}, "z": {"name": "z", "type": "space"},
-             "y": {"name": "y", "type": "space"}, "x": {"name": "x", "type": "space"}}
+NGFF_AXES = {
+    "band": {"name": "c", "type": "channel"},
+    "z": {"name": "z", "type": "space"},
+    "y": {"name": "y", "type": "space"},
+    "x": {"name": "x", "type": "space"},
+}
 DIM_OF_AXIS = {"c": "band", "z": "z", "y": "y", "x": "x"}
 
 
@@ -50,8 +54,13 @@ def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, A
     fill = attrs.get("nodata")
     for level, shape in enumerate(shapes):
         group.create_array(
-            str(level), shape=shape, chunks=chunks_for(shape), dtype=data.dtype, compressors=COMPRESSOR,
-            fill_value=_fill(fill, data.dtype), overwrite=True,
+            str(level),
+            shape=shape,
+            chunks=chunks_for(shape),
+            dtype=data.dtype,
+            compressors=COMPRESSOR,
+            fill_value=_fill(fill, data.dtype),
+            overwrite=True,
         )
     group.attrs.update({"multiscales": [_ngff(data.dims, len(shapes), attrs)], "imagelib": jsonable(attrs)})
     return group
@@ -72,9 +81,16 @@ def _ngff(dims: Sequence[str], levels: int, attrs: dict[str, Any]) -> dict[str, 
     datasets = []
     for level in range(levels):
         scale = [base[d] * (2**level if d in ("y", "x") else 1) for d in dims]
-        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
-    return {"version": "0.4", "name": attrs.get("name", "image"), "axes": [NGFF_AXES[d] for d in dims],
-            "datasets": datasets, "type": "mean"}
+        datasets.append(
+            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+        )
+    return {
+        "version": "0.4",
+        "name": attrs.get("name", "image"),
+        "axes": [NGFF_AXES[d] for d in dims],
+        "datasets": datasets,
+        "type": "mean",
+    }
 
 
 def downsample2(block: np.ndarray, nodata: Any = None) -> np.ndarray:
@@ -133,7 +149,7 @@ def build_lower_levels(group: zarr.Group, nodata: Any = None) -> None:
     while str(level) in group:
         src, dst = group[str(level - 1)], group[str(level)]
         lead = (1,) * (src.ndim - 2)
-        source = da.from_zarr(src).rechunk(lead + (2 * CHUNK, 2 * CHUNK))
+        source = da.from_zarr(src).rechunk((*lead, 2 * CHUNK, 2 * CHUNK))
         out_chunks = tuple(
             tuple(math.ceil(c / 2) for c in axis) if i >= src.ndim - 2 else axis
             for i, axis in enumerate(source.chunks)

@@ -8,6 +8,7 @@ The store knows nothing of the catalog.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -84,13 +85,17 @@ class Store:
         """A zarr store at ``key`` (LocalStore on disk, FsspecStore elsewhere)."""
         if self.local:
             return zarr.storage.LocalStore(self.path(key), read_only=read_only)
-        return zarr.storage.FsspecStore.from_url(self.key_url(key), storage_options=self.options, read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(
+            self.key_url(key), storage_options=self.options, read_only=read_only
+        )
 
     def verify_size(self, key: str, expected: int) -> None:
         """Refuse to publish a staged object whose size differs from what was written."""
         found = self.fs.size(self.path(key))
         if found != expected:
-            raise StorageError(f"staged {key} has {found} bytes, expected {expected}", code="STORAGE_VERIFY_FAILED")
+            raise StorageError(
+                f"staged {key} has {found} bytes, expected {expected}", code="STORAGE_VERIFY_FAILED"
+            )
 
     def publish(self, staging: str, final: str) -> bool:
         """Make ``staging`` visible at ``final`` atomically; False if ``final`` was already published."""
@@ -118,10 +123,8 @@ class Store:
         if self.local:
             shutil.rmtree(self.path(key), ignore_errors=True)
             return
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=True)
-        except FileNotFoundError:
-            pass
 
     def collect_staging(self) -> int:
         """Remove abandoned staging prefixes (e.g. from killed ingests); return how many."""

@@ -122,7 +122,8 @@ def moto_server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while not port_open("127.0.0.1", port, 0.2):
@@ -140,8 +141,12 @@ def s3_store(moto_server: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> s
     """IMAGELIB_STORE on a fresh bucket of the moto server; yields the store URL."""
     import boto3
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_server}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_server,
+    }.items():
         monkeypatch.setenv(key, value)
     bucket = f"imagelib-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket=bucket)

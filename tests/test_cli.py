@@ -38,7 +38,11 @@ def test_ingest_versions_lineage_filter_search(home: Path, tmp_path: Path) -> No
     chain = tmp_path / "chain.json"
     chain.write_text(json.dumps([{"op": "median", "size": 3}]))
     code, derived = run("filter", ingested["version"], "--chain", str(chain))
-    assert code == 0 and derived["parents"] == [ingested["version"]] and derived["op"]["chain"][0]["op"] == "median"
+    assert (
+        code == 0
+        and derived["parents"] == [ingested["version"]]
+        and derived["op"]["chain"][0]["op"] == "median"
+    )
     code, lineage = run("lineage", derived["version"])
     assert code == 0 and lineage["ancestors"][0]["version"] == ingested["version"]
     code, found = run("search", "--bbox", "-106.6,39.6,-106.4,39.8")

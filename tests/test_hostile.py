@@ -25,8 +25,15 @@ from tests.conftest import DATA, copy_sample
 def minimal_tiff(path: Path, width: int, height: int, strip_offset: int = 8, strip_bytes: int = 1) -> Path:
     """A little-endian TIFF whose header declares ``width × height`` 8-bit pixels in one strip."""
     tags = [  # (tag, type LONG=4 / SHORT=3, value)
-        (256, 4, width), (257, 4, height), (258, 3, 8), (259, 3, 1), (262, 3, 1),
-        (273, 4, strip_offset), (277, 3, 1), (278, 4, height), (279, 4, strip_bytes),
+        (256, 4, width),
+        (257, 4, height),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, strip_offset),
+        (277, 3, 1),
+        (278, 4, height),
+        (279, 4, strip_bytes),
     ]
     ifd = struct.pack("<H", len(tags))
     for tag, kind, value in tags:
@@ -196,7 +203,10 @@ def test_cli_exit_1_without_hang_or_allocation(case: str, tmp_path: Path, home: 
     path = make(tmp_path)
     for args in (["validate", str(path)], ["ingest", str(path), "--namespace", "h", "--dataset", "d"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "imagelib", *args, "--json"], capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", "imagelib", *args, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=120,
             preexec_fn=_limit_memory,
         )
         assert proc.returncode == 1, proc.stderr
@@ -205,7 +215,9 @@ def test_cli_exit_1_without_hang_or_allocation(case: str, tmp_path: Path, home: 
     assert published(home) == []
 
 
-@pytest.mark.parametrize("path", ["/vsicurl/http://127.0.0.1:9/x.tif", "http://127.0.0.1:9/x.tif", "/vsizip//tmp/a.zip"])
+@pytest.mark.parametrize(
+    "path", ["/vsicurl/http://127.0.0.1:9/x.tif", "http://127.0.0.1:9/x.tif", "/vsizip//tmp/a.zip"]
+)
 def test_network_and_vsi_paths_refused(path: str) -> None:
     report = validate(path)
     assert report["errors"][0]["code"] == "EXTERNAL_REFERENCE"

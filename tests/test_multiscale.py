@@ -22,7 +22,14 @@ def independent_mean(a: np.ndarray) -> np.ndarray:
 def test_level_shapes_halve_with_ceil_until_256() -> None:
     shapes = multiscale.level_shapes((3, 1000, 777))
     assert shapes == [(3, 1000, 777), (3, 500, 389), (3, 250, 195)]
-    assert multiscale.level_shapes((5, 4097, 3)) == [(5, 4097, 3), (5, 2049, 2), (5, 1025, 1), (5, 513, 1), (5, 257, 1), (5, 129, 1)]
+    assert multiscale.level_shapes((5, 4097, 3)) == [
+        (5, 4097, 3),
+        (5, 2049, 2),
+        (5, 1025, 1),
+        (5, 513, 1),
+        (5, 257, 1),
+        (5, 129, 1),
+    ]
 
 
 def test_downsample_matches_independent_mean_and_rounds_ints() -> None:
@@ -44,7 +51,9 @@ def test_downsample_ignores_nodata_and_nan() -> None:
 
 
 @pytest.mark.parametrize("shape", [(3, 2500, 1300), (3000, 777), (1, 1025, 4097), (2, 2049, 2049)])
-def test_streaming_pyramid_equals_two_pass_build(shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_streaming_pyramid_equals_two_pass_build(
+    shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import imagelib.validation.content as content
 
     monkeypatch.setattr(content, "BLOCK_BYTES", 1)  # force one 1024-row strip per block

@@ -9,8 +9,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from imagelib.validation import RuleSet, load_rules, validate
 from imagelib.errors import ImagelibError
+from imagelib.validation import RuleSet, load_rules, validate
 from tests.conftest import DATA
 
 
@@ -45,9 +45,20 @@ def test_rule_violations_are_coded(rules: dict, file: str, code: str, field: str
 
 
 def test_passing_rules_keep_file_valid() -> None:
-    rules = RuleSet(formats=["geotiff"], dims=[["band", "y", "x"]], dtypes=["uint8"], allowed_crs=["EPSG:32618"],
-                    min_resolution=100, max_resolution=500, nodata_required=True, value_range=[0, 255],
-                    min_bands=3, max_bands=3, nan="forbid", inf="forbid")
+    rules = RuleSet(
+        formats=["geotiff"],
+        dims=[["band", "y", "x"]],
+        dtypes=["uint8"],
+        allowed_crs=["EPSG:32618"],
+        min_resolution=100,
+        max_resolution=500,
+        nodata_required=True,
+        value_range=[0, 255],
+        min_bands=3,
+        max_bands=3,
+        nan="forbid",
+        inf="forbid",
+    )
     report = validate(DATA / "RGB.byte.tif", rules=rules)
     assert report["valid"], report["errors"]
     assert report["info"]["stats"]["max"] == [255.0, 255.0, 255.0]
@@ -62,8 +73,18 @@ def test_inf_and_value_range_on_float_data(tmp_path: Path) -> None:
     path = tmp_path / "inf.tif"
     data = np.zeros((1, 8, 8), dtype="float32")
     data[0, 1, 1], data[0, 2, 2], data[0, 3, 3] = np.inf, -5.0, -9999.0
-    with rasterio.open(path, "w", driver="GTiff", width=8, height=8, count=1, dtype="float32", nodata=-9999.0,
-                       crs="EPSG:4326", transform=from_origin(0, 8, 1, 1)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="float32",
+        nodata=-9999.0,
+        crs="EPSG:4326",
+        transform=from_origin(0, 8, 1, 1),
+    ) as dst:
         dst.write(data)
     report = validate(path, rules=RuleSet(inf="forbid", value_range=[-1, 1]))
     assert codes(report) == ["INF_FORBIDDEN", "VALUE_OUT_OF_RANGE"]

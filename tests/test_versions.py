@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pytest
 import rasterio
 from rasterio.transform import from_origin
 
@@ -31,8 +30,15 @@ def store_files(home: Path) -> list[str]:
 def write_geotiff(path: Path, size: int, seed: int = 0, bands: int = 3) -> Path:
     """A synthetic georeferenced uint8 GeoTIFF (striped, uncompressed)."""
     rng = np.random.default_rng(seed)
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": bands, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": from_origin(500000, 5000000, 10, 10)}
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": bands,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500000, 5000000, 10, 10),
+    }
     with rasterio.open(path, "w", **profile) as dst:
         for row in range(0, size, 512):
             h = min(512, size - row)
@@ -104,12 +110,27 @@ def test_search_by_bbox_time_namespace_dtype(catalog_env: str) -> None:
 
 
 def _ingest_cmd(path: Path, dataset: str) -> list[str]:
-    return [sys.executable, "-m", "imagelib", "ingest", str(path), "--namespace", "ns", "--dataset", dataset, "--json"]
+    return [
+        sys.executable,
+        "-m",
+        "imagelib",
+        "ingest",
+        str(path),
+        "--namespace",
+        "ns",
+        "--dataset",
+        dataset,
+        "--json",
+    ]
 
 
-def test_sigkill_mid_ingest_leaves_nothing_then_rerun_succeeds(catalog_env: str, home: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_ingest_leaves_nothing_then_rerun_succeeds(
+    catalog_env: str, home: Path, tmp_path: Path
+) -> None:
     big = write_geotiff(tmp_path / "big.tif", 6144)
-    proc = subprocess.Popen(_ingest_cmd(big, "killed"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ)
+    proc = subprocess.Popen(
+        _ingest_cmd(big, "killed"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ
+    )
     level0 = None
     deadline = time.monotonic() + 120
     while level0 is None and time.monotonic() < deadline and proc.poll() is None:
@@ -126,16 +147,22 @@ def test_sigkill_mid_ingest_leaves_nothing_then_rerun_succeeds(catalog_env: str,
     assert done.returncode == 0, done.stderr
     version = json.loads(done.stdout)["version"]
     assert (home / "store" / "versions" / version / "_PUBLISHED").exists()
-    np.testing.assert_array_equal(imagelib.open(version, level=0)[:, :512, :512].values,
-                                  rasterio.open(big).read(window=((0, 512), (0, 512))))
-    gc = subprocess.run([sys.executable, "-m", "imagelib", "gc", "--json"], capture_output=True, text=True, timeout=60)
+    np.testing.assert_array_equal(
+        imagelib.open(version, level=0)[:, :512, :512].values,
+        rasterio.open(big).read(window=((0, 512), (0, 512))),
+    )
+    gc = subprocess.run(
+        [sys.executable, "-m", "imagelib", "gc", "--json"], capture_output=True, text=True, timeout=60
+    )
     assert json.loads(gc.stdout)["removed_staging"] == 1  # the killed run's staging prefix
 
 
 def test_concurrent_processes_same_file_one_version(catalog_env: str, home: Path, tmp_path: Path) -> None:
     src = write_geotiff(tmp_path / "same.tif", 1500, seed=3)
-    procs = [subprocess.Popen(_ingest_cmd(src, "race"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(_ingest_cmd(src, "race"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-500:] for o in outs]
     ids = {json.loads(o[0])["version"] for o in outs}
@@ -147,11 +174,15 @@ def test_concurrent_processes_same_file_one_version(catalog_env: str, home: Path
 
 def test_concurrent_processes_different_files_all_recorded(catalog_env: str, tmp_path: Path) -> None:
     paths = [write_geotiff(tmp_path / f"f{i}.tif", 300, seed=i) for i in range(4)]
-    procs = [subprocess.Popen(_ingest_cmd(p, "many"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for p in paths]
+    procs = [
+        subprocess.Popen(_ingest_cmd(p, "many"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for p in paths
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
-    assert {v["version"] for v in imagelib.versions("ns", "many")} == {json.loads(o[0])["version"] for o in outs}
+    assert {v["version"] for v in imagelib.versions("ns", "many")} == {
+        json.loads(o[0])["version"] for o in outs
+    }
     counts = Catalog().counts()
     assert counts["versions"] == 4 and counts["namespaces"] == 1 and counts["datasets"] == 1
 
@@ -162,7 +193,7 @@ def test_s3_store_over_moto_server(s3_store: str, home: Path) -> None:
     import s3fs
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]})
-    prefix = s3_store[len("s3://"):]
+    prefix = s3_store[len("s3://") :]
     assert fs.exists(f"{prefix}/versions/{result['version']}/_PUBLISHED")
     assert not fs.exists(f"{prefix}/staging") or fs.ls(f"{prefix}/staging") == []
     stored = imagelib.open(result["version"], level=1)

@@ -35,8 +35,9 @@ def now() -> datetime:
 def check_name(kind: str, name: str) -> str:
     """Namespace and dataset names end up in URLs and keys: keep them to a safe alphabet."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise UsageError(f"{kind} name {name!r} must match {NAME_PATTERN.pattern}", code="DATASET_NAME_INVALID",
-                         field=kind)
+        raise UsageError(
+            f"{kind} name {name!r} must match {NAME_PATTERN.pattern}", code="DATASET_NAME_INVALID", field=kind
+        )
     return name
 
 
@@ -122,7 +123,9 @@ class Catalog:
         check_name("namespace", namespace)
         check_name("dataset", dataset)
         self.insert_ignore(conn, t.namespaces, {"name": namespace, "created_at": now()})
-        ns_id = conn.execute(sa.select(t.namespaces.c.id).where(t.namespaces.c.name == namespace)).scalar_one()
+        ns_id = conn.execute(
+            sa.select(t.namespaces.c.id).where(t.namespaces.c.name == namespace)
+        ).scalar_one()
         self.insert_ignore(conn, t.datasets, {"namespace_id": ns_id, "name": dataset, "created_at": now()})
         return conn.execute(
             sa.select(t.datasets.c.id).where(t.datasets.c.namespace_id == ns_id, t.datasets.c.name == dataset)
@@ -135,16 +138,21 @@ class Catalog:
         with self.begin() as conn:
             ds_id = self.ensure_dataset(conn, namespace, dataset)
             self.insert_ignore(conn, t.versions, {**row, "created_at": now()})
-            self.insert_ignore(conn, t.dataset_versions,
-                               {"dataset_id": ds_id, "version_id": row["id"], "created_at": now()})
+            self.insert_ignore(
+                conn, t.dataset_versions, {"dataset_id": ds_id, "version_id": row["id"], "created_at": now()}
+            )
             for parent, operation in (parents or {}).items():
-                self.insert_ignore(conn, t.lineage, {"parent_id": parent, "child_id": row["id"], "operation": operation})
+                self.insert_ignore(
+                    conn, t.lineage, {"parent_id": parent, "child_id": row["id"], "operation": operation}
+                )
 
     def link_version(self, version: str, namespace: str, dataset: str) -> None:
         """Add an existing version to a dataset (dedupe of a re-ingest)."""
         with self.begin() as conn:
             ds_id = self.ensure_dataset(conn, namespace, dataset)
-            self.insert_ignore(conn, t.dataset_versions, {"dataset_id": ds_id, "version_id": version, "created_at": now()})
+            self.insert_ignore(
+                conn, t.dataset_versions, {"dataset_id": ds_id, "version_id": version, "created_at": now()}
+            )
 
     # -- reads ------------------------------------------------------------------------------
     def get_version(self, version: str) -> dict[str, Any]:
@@ -160,7 +168,9 @@ class Catalog:
     def has_version(self, version: str) -> bool:
         """True when the catalog holds the version."""
         with self.begin() as conn:
-            return conn.execute(sa.select(t.versions.c.id).where(t.versions.c.id == version)).first() is not None
+            return (
+                conn.execute(sa.select(t.versions.c.id).where(t.versions.c.id == version)).first() is not None
+            )
 
     def versions(self, namespace: str, dataset: str) -> list[dict[str, Any]]:
         """Versions of a dataset, oldest first."""
@@ -178,8 +188,11 @@ class Catalog:
     def datasets(self) -> list[dict[str, Any]]:
         """Every dataset with its namespace and version count."""
         query = (
-            sa.select(t.namespaces.c.name.label("namespace"), t.datasets.c.name.label("dataset"),
-                      sa.func.count(t.dataset_versions.c.version_id).label("versions"))
+            sa.select(
+                t.namespaces.c.name.label("namespace"),
+                t.datasets.c.name.label("dataset"),
+                sa.func.count(t.dataset_versions.c.version_id).label("versions"),
+            )
             .join(t.datasets, t.datasets.c.namespace_id == t.namespaces.c.id)
             .outerjoin(t.dataset_versions, t.dataset_versions.c.dataset_id == t.datasets.c.id)
             .group_by(t.namespaces.c.name, t.datasets.c.name)
@@ -188,9 +201,15 @@ class Catalog:
         with self.begin() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
-    def same_size_versions(self, namespace: str, dataset: str, size: int, address: str | None) -> list[dict[str, Any]]:
+    def same_size_versions(
+        self, namespace: str, dataset: str, size: int, address: str | None
+    ) -> list[dict[str, Any]]:
         """Versions of a dataset whose source had this size and address (re-ingest shortcut)."""
-        return [v for v in self.versions(namespace, dataset) if v["size_bytes"] == size and v["address"] == address]
+        return [
+            v
+            for v in self.versions(namespace, dataset)
+            if v["size_bytes"] == size and v["address"] == address
+        ]
 
     def lineage(self, version: str) -> dict[str, Any]:
         """Ancestors and descendants (whole DAG walk) with the operation on each edge."""
@@ -265,7 +284,13 @@ def _walk(edges: list[dict[str, Any]], start: str, here: str, there: str) -> lis
                 if edge[here] == node and edge[there] not in seen:
                     seen.add(edge[there])
                     nxt.append(edge[there])
-                    out.append({"version": edge[there], "parent": edge["parent_id"], "child": edge["child_id"],
-                                "operation": edge["operation"]})
+                    out.append(
+                        {
+                            "version": edge[there],
+                            "parent": edge["parent_id"],
+                            "child": edge["child_id"],
+                            "operation": edge["operation"],
+                        }
+                    )
         frontier = nxt
     return out

@@ -7,14 +7,16 @@ import sqlalchemy as sa
 metadata = sa.MetaData()
 
 namespaces = sa.Table(
-    "namespaces", metadata,
+    "namespaces",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 datasets = sa.Table(
-    "datasets", metadata,
+    "datasets",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("namespace_id", sa.Integer, sa.ForeignKey("namespaces.id"), nullable=False),
     sa.Column("name", sa.String(128), nullable=False),
@@ -23,7 +25,8 @@ datasets = sa.Table(
 )
 
 versions = sa.Table(
-    "versions", metadata,
+    "versions",
+    metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),  # root | derived
     sa.Column("format", sa.String(32)),
@@ -32,8 +35,10 @@ versions = sa.Table(
     sa.Column("dtype", sa.String(16), nullable=False),
     sa.Column("crs", sa.Text),
     sa.Column("bounds", sa.JSON),  # native CRS [minx, miny, maxx, maxy]
-    sa.Column("west", sa.Float), sa.Column("south", sa.Float),  # EPSG:4326 bbox for search
-    sa.Column("east", sa.Float), sa.Column("north", sa.Float),
+    sa.Column("west", sa.Float),
+    sa.Column("south", sa.Float),  # EPSG:4326 bbox for search
+    sa.Column("east", sa.Float),
+    sa.Column("north", sa.Float),
     sa.Column("time_start", sa.DateTime(timezone=True)),
     sa.Column("time_end", sa.DateTime(timezone=True)),
     sa.Column("checksum", sa.String(64)),  # sha256 of the source bytes (root versions)
@@ -48,21 +53,24 @@ versions = sa.Table(
 )
 
 dataset_versions = sa.Table(
-    "dataset_versions", metadata,
+    "dataset_versions",
+    metadata,
     sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id"), primary_key=True),
     sa.Column("version_id", sa.String(32), sa.ForeignKey("versions.id"), primary_key=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 lineage = sa.Table(
-    "lineage", metadata,
+    "lineage",
+    metadata,
     sa.Column("parent_id", sa.String(32), sa.ForeignKey("versions.id"), primary_key=True),
     sa.Column("child_id", sa.String(32), sa.ForeignKey("versions.id"), primary_key=True),
     sa.Column("operation", sa.JSON, nullable=False),
 )
 
 jobs = sa.Table(
-    "jobs", metadata,
+    "jobs",
+    metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),  # queued | running | succeeded | failed
@@ -76,7 +84,8 @@ jobs = sa.Table(
 )
 
 audit_events = sa.Table(
-    "audit_events", metadata,
+    "audit_events",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
     sa.Column("actor", sa.String(256), nullable=False),

@@ -18,8 +18,18 @@ from imagelib.formats.tiff import open_tiff
 from imagelib.formats.zarr_store import open_zarr
 
 ATTR_KEYS = (
-    "format", "crs", "crs_wkt", "transform", "bounds", "nodata", "band_names", "time",
-    "georeferenced", "spacing", "address", "source_shape",
+    "format",
+    "crs",
+    "crs_wkt",
+    "transform",
+    "bounds",
+    "nodata",
+    "band_names",
+    "time",
+    "georeferenced",
+    "spacing",
+    "address",
+    "source_shape",
 )
 
 __all__ = ["ATTR_KEYS", "detect_format", "open_array", "split_address"]

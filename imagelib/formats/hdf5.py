@@ -19,7 +19,9 @@ def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
-        code = "TRUNCATED" if "truncated" in str(exc).lower() or "eof" in str(exc).lower() else "FORMAT_CORRUPT"
+        code = (
+            "TRUNCATED" if "truncated" in str(exc).lower() or "eof" in str(exc).lower() else "FORMAT_CORRUPT"
+        )
         raise InputError(f"{path}: HDF5 file cannot be opened ({exc})", code=code) from exc
     with fh:
         refuse_external_links(fh, path)
@@ -179,7 +181,11 @@ def _georef(fh: h5py.File, ds: h5py.Dataset) -> dict[str, Any]:
     except Exception:
         return none
     # GOES-style fixed grids give x/y in radians of scan angle; metres = radians × satellite height.
-    factor = float(gm.get("perspective_point_height", 1.0)) if gm.get("grid_mapping_name") == "geostationary" else 1.0
+    factor = (
+        float(gm.get("perspective_point_height", 1.0))
+        if gm.get("grid_mapping_name") == "geostationary"
+        else 1.0
+    )
     x, y = (_cf_values(fh[n]) * factor for n in ("x", "y"))
     if len(x) < 2 or len(y) < 2:
         return none

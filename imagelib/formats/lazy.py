@@ -49,7 +49,9 @@ def guard_dimensions(shape: Sequence[int], dtype: Any, max_pixels: int | None = 
     limits = settings()
     max_pixels = max_pixels or limits.max_pixels
     if any(int(n) <= 0 for n in shape):
-        raise InputError(f"declared shape {tuple(shape)} has an empty axis", code="FORMAT_CORRUPT", field="shape")
+        raise InputError(
+            f"declared shape {tuple(shape)} has an empty axis", code="FORMAT_CORRUPT", field="shape"
+        )
     if any(int(n) > limits.max_side for n in shape):
         raise InputError(
             f"declared side {max(shape)} exceeds the limit {limits.max_side}",

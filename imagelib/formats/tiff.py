@@ -58,7 +58,10 @@ def check_first_ifd(path: Path) -> None:
     if offset >= size:
         raise InputError(
             f"{path}: first image directory at byte {offset} but the file has {size} bytes",
-            code="TRUNCATED", field="size", expected=offset, found=size,
+            code="TRUNCATED",
+            field="size",
+            expected=offset,
+            found=size,
         )
 
 

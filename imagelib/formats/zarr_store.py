@@ -34,7 +34,7 @@ def open_zarr(path: Path, address: str | None) -> xr.DataArray:
         if address is None:
             names = sorted(k for k, _ in node.arrays())
             raise InputError(
-                f"{path}: Zarr group with several arrays {names}; address one as {path.name}#/{names[0] if names else ''}",
+                f"{path}: Zarr group with several arrays {names}; address one as {path.name}#/<array>",
                 code="DATASET_AMBIGUOUS",
                 field="address",
                 expected=names,
@@ -42,7 +42,9 @@ def open_zarr(path: Path, address: str | None) -> xr.DataArray:
         try:
             node = node[address.strip("/")]
         except KeyError as exc:
-            raise InputError(f"{path}: no array {address!r}", code="DATASET_NOT_FOUND", field="address") from exc
+            raise InputError(
+                f"{path}: no array {address!r}", code="DATASET_NOT_FOUND", field="address"
+            ) from exc
     if not isinstance(node, zarr.Array):
         raise InputError(f"{path}#{address}: not an array", code="DATASET_NOT_FOUND", field="address")
     guard_dimensions(node.shape, node.dtype)
@@ -56,7 +58,9 @@ def _spacing(ms: dict[str, Any], axes: list[str] | None) -> dict[str, float] | N
     return None
 
 
-def _to_dataarray(arr: zarr.Array, axes: list[str] | None, attrs: dict[str, Any], address: str | None) -> xr.DataArray:
+def _to_dataarray(
+    arr: zarr.Array, axes: list[str] | None, attrs: dict[str, Any], address: str | None
+) -> xr.DataArray:
     names = [NGFF_AXES.get(a, a) for a in axes] if axes else _default_axes(arr.ndim)
     data = da.from_zarr(arr)
     keep = [n in ("y", "x") or size > 1 for n, size in zip(names, arr.shape, strict=True)]
@@ -65,19 +69,32 @@ def _to_dataarray(arr: zarr.Array, axes: list[str] | None, attrs: dict[str, Any]
     if dims and dims[0] == "t":
         dims[0] = "z"
     if len(dims) > 3:
-        raise InputError(f"Zarr array {arr.shape} has more than 3 non-singleton axes", code="DIMENSIONS_NOT_ALLOWED")
+        raise InputError(
+            f"Zarr array {arr.shape} has more than 3 non-singleton axes", code="DIMENSIONS_NOT_ALLOWED"
+        )
     fill = arr.fill_value
     attrs.update(
         {
-            "crs": None, "crs_wkt": None, "transform": None, "bounds": None, "georeferenced": False,
-            "nodata": None, "time": None, "address": address, "source_shape": list(arr.shape),
-            "band_names": [], "fill_value": None if fill is None else float(fill),
+            "crs": None,
+            "crs_wkt": None,
+            "transform": None,
+            "bounds": None,
+            "georeferenced": False,
+            "nodata": None,
+            "time": None,
+            "address": address,
+            "source_shape": list(arr.shape),
+            "band_names": [],
+            "fill_value": None if fill is None else float(fill),
         }
     )
     return xr.DataArray(data[index], dims=tuple(dims), attrs=attrs)
 
 
 def _default_axes(ndim: int) -> list[str]:
-    return {2: ["y", "x"], 3: ["z", "y", "x"], 4: ["band", "z", "y", "x"], 5: ["t", "band", "z", "y", "x"]}.get(
-        ndim, [f"d{i}" for i in range(ndim)]
-    )
+    return {
+        2: ["y", "x"],
+        3: ["z", "y", "x"],
+        4: ["band", "z", "y", "x"],
+        5: ["t", "band", "z", "y", "x"],
+    }.get(ndim, [f"d{i}" for i in range(ndim)])

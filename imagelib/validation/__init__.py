@@ -24,11 +24,17 @@ __all__ = ["ContentStats", "RuleSet", "build_report", "describe", "load_rules", 
 def describe(data: xr.DataArray) -> dict[str, Any]:
     """The facts a report and a catalog row share: format, dims, shape, dtype, CRS, bounds, nodata."""
     keys = ("format", "crs", "bounds", "nodata", "transform", "address", "time", "band_names", "source_shape")
-    return {"dims": list(data.dims), "shape": list(data.shape), "dtype": str(data.dtype),
-            **{k: data.attrs.get(k) for k in keys}}
+    return {
+        "dims": list(data.dims),
+        "shape": list(data.shape),
+        "dtype": str(data.dtype),
+        **{k: data.attrs.get(k) for k in keys},
+    }
 
 
-def build_report(errors: list[dict[str, Any]], warnings: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+def build_report(
+    errors: list[dict[str, Any]], warnings: list[dict[str, Any]], info: dict[str, Any]
+) -> dict[str, Any]:
     """Assemble the DESIGN.md report shape (strict JSON)."""
     return jsonable({"valid": not errors, "errors": errors, "warnings": warnings, "info": info})
 
@@ -36,8 +42,15 @@ def build_report(errors: list[dict[str, Any]], warnings: list[dict[str, Any]], i
 def checksum_issue(declared: str | None, actual: str) -> list[dict[str, Any]]:
     """CHECKSUM_MISMATCH when a declared sha256 differs from the bytes."""
     if declared and declared.lower() != actual:
-        return [{"code": "CHECKSUM_MISMATCH", "message": "sha256 of the file differs from the declared one",
-                 "field": "sha256", "expected": declared.lower(), "found": actual}]
+        return [
+            {
+                "code": "CHECKSUM_MISMATCH",
+                "message": "sha256 of the file differs from the declared one",
+                "field": "sha256",
+                "expected": declared.lower(),
+                "found": actual,
+            }
+        ]
     return []
 
 
@@ -68,6 +81,11 @@ def validate(
 def _warnings(data: xr.DataArray) -> list[dict[str, Any]]:
     out = []
     if data.attrs.get("georeferenced") and data.attrs.get("crs") is None:
-        out.append({"code": "CRS_MISSING", "message": "geotransform without CRS: bounds are in pixel-like units",
-                    "field": "crs"})
+        out.append(
+            {
+                "code": "CRS_MISSING",
+                "message": "geotransform without CRS: bounds are in pixel-like units",
+                "field": "crs",
+            }
+        )
     return out

@@ -20,7 +20,9 @@ BLOCK_BYTES = 64 * 1024 * 1024
 STRIP_ROWS = 1024  # a multiple of the stored chunk height, so each strip fills whole chunks
 
 
-def iter_blocks(data: xr.DataArray, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+def iter_blocks(
+    data: xr.DataArray, block_bytes: int = BLOCK_BYTES
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
     """Yield ``(index, numpy block)`` covering the array: y strips (all bands), z planes for volumes."""
     height, width = data.shape[-2], data.shape[-1]
     row_bytes = width * data.dtype.itemsize
@@ -47,7 +49,11 @@ def read_block(data: xr.DataArray, index: tuple[slice, ...]) -> np.ndarray:
         raise
     except Exception as exc:
         text = str(exc)
-        code = "TRUNCATED" if any(w in text.lower() for w in ("trunc", "eof", "short", "end of file")) else "FORMAT_CORRUPT"
+        code = (
+            "TRUNCATED"
+            if any(w in text.lower() for w in ("trunc", "eof", "short", "end of file"))
+            else "FORMAT_CORRUPT"
+        )
         raise InputError(f"reading pixels failed at {index}: {text}", code=code, field="pixels") from exc
 
 
@@ -105,17 +111,38 @@ class ContentStats:
         """Content rule violations found so far."""
         out: list[Issue] = []
         if rules.nan == "forbid" and self.nan:
-            out.append({"code": "NAN_FORBIDDEN", "message": f"{self.nan} NaN pixels", "field": "pixels",
-                        "expected": 0, "found": self.nan})
+            out.append(
+                {
+                    "code": "NAN_FORBIDDEN",
+                    "message": f"{self.nan} NaN pixels",
+                    "field": "pixels",
+                    "expected": 0,
+                    "found": self.nan,
+                }
+            )
         if rules.inf == "forbid" and self.inf:
-            out.append({"code": "INF_FORBIDDEN", "message": f"{self.inf} infinite pixels", "field": "pixels",
-                        "expected": 0, "found": self.inf})
+            out.append(
+                {
+                    "code": "INF_FORBIDDEN",
+                    "message": f"{self.inf} infinite pixels",
+                    "field": "pixels",
+                    "expected": 0,
+                    "found": self.inf,
+                }
+            )
         if rules.value_range and self.valid.any():
             lo, hi = rules.value_range
             found = [float(self.minimum[self.valid > 0].min()), float(self.maximum[self.valid > 0].max())]
             if found[0] < lo or found[1] > hi:
-                out.append({"code": "VALUE_OUT_OF_RANGE", "message": f"values {found} outside [{lo}, {hi}]",
-                            "field": "pixels", "expected": [lo, hi], "found": found})
+                out.append(
+                    {
+                        "code": "VALUE_OUT_OF_RANGE",
+                        "message": f"values {found} outside [{lo}, {hi}]",
+                        "field": "pixels",
+                        "expected": [lo, hi],
+                        "found": found,
+                    }
+                )
         return out
 
 

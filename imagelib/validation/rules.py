@@ -17,7 +17,9 @@ class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     formats: list[str] | None = Field(None, description="allowed formats, e.g. [geotiff, cog, ome-tiff]")
-    dims: list[list[str]] | None = Field(None, description='allowed layouts, e.g. [["y","x"],["band","y","x"]]')
+    dims: list[list[str]] | None = Field(
+        None, description='allowed layouts, e.g. [["y","x"],["band","y","x"]]'
+    )
     min_resolution: float | None = Field(None, gt=0, description="smallest allowed pixel size (CRS units)")
     max_resolution: float | None = Field(None, gt=0, description="largest allowed pixel size (CRS units)")
     crs_required: bool = False
@@ -30,7 +32,9 @@ class RuleSet(BaseModel):
     nan: Literal["allow", "forbid"] = "allow"
     inf: Literal["allow", "forbid"] = "allow"
     max_pixels: int | None = Field(None, ge=1, description="pixel-bomb limit (elements)")
-    required_metadata: list[str] = Field(default_factory=list, description="attrs that must be set, e.g. [time]")
+    required_metadata: list[str] = Field(
+        default_factory=list, description="attrs that must be set, e.g. [time]"
+    )
     read_through: bool = Field(True, description="read every chunk (catches truncation, NaN, range)")
 
 

@@ -29,27 +29,54 @@ def check_dims(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
     """Layout and band count."""
     out: list[Issue] = []
     if rules.dims and list(data.dims) not in rules.dims:
-        out.append(_issue("DIMENSIONS_NOT_ALLOWED", f"dims {list(data.dims)} not allowed", "dims", rules.dims, list(data.dims)))
+        out.append(
+            _issue(
+                "DIMENSIONS_NOT_ALLOWED",
+                f"dims {list(data.dims)} not allowed",
+                "dims",
+                rules.dims,
+                list(data.dims),
+            )
+        )
     bands = data.sizes.get("band", 1)
     lo, hi = rules.min_bands or 1, rules.max_bands or math.inf
     if not lo <= bands <= hi:
         expected = [rules.min_bands, rules.max_bands]
-        out.append(_issue("BAND_COUNT_NOT_ALLOWED", f"{bands} bands outside {expected}", "band_count", expected, bands))
+        out.append(
+            _issue(
+                "BAND_COUNT_NOT_ALLOWED", f"{bands} bands outside {expected}", "band_count", expected, bands
+            )
+        )
     return out
 
 
 def check_size(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
     """Pixel-bomb guard from a rule set (stricter than the global limit applied when opening)."""
     if rules.max_pixels and data.size > rules.max_pixels:
-        return [_issue("DIMENSIONS_TOO_LARGE", f"{data.size} elements > {rules.max_pixels}", "shape",
-                       rules.max_pixels, list(data.shape))]
+        return [
+            _issue(
+                "DIMENSIONS_TOO_LARGE",
+                f"{data.size} elements > {rules.max_pixels}",
+                "shape",
+                rules.max_pixels,
+                list(data.shape),
+            )
+        ]
     return []
 
 
 def check_dtype(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
     """Data type in the allowed list."""
     if rules.dtypes and str(data.dtype) not in rules.dtypes:
-        return [_issue("DTYPE_NOT_ALLOWED", f"dtype {data.dtype} is not allowed", "dtype", rules.dtypes, str(data.dtype))]
+        return [
+            _issue(
+                "DTYPE_NOT_ALLOWED",
+                f"dtype {data.dtype} is not allowed",
+                "dtype",
+                rules.dtypes,
+                str(data.dtype),
+            )
+        ]
     return []
 
 
@@ -58,7 +85,9 @@ def check_crs(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
     crs = data.attrs.get("crs")
     if crs is None:
         if rules.crs_required or rules.allowed_crs:
-            return [_issue("CRS_MISSING", "the dataset has no CRS", "crs", rules.allowed_crs or "any CRS", None)]
+            return [
+                _issue("CRS_MISSING", "the dataset has no CRS", "crs", rules.allowed_crs or "any CRS", None)
+            ]
         return []
     if rules.allowed_crs and not any(_same_crs(crs, allowed) for allowed in rules.allowed_crs):
         return [_issue("CRS_NOT_ALLOWED", f"CRS {crs} is not allowed", "crs", rules.allowed_crs, crs)]
@@ -82,14 +111,28 @@ def check_resolution(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
     if not (rules.min_resolution or rules.max_resolution):
         return []
     if not transform:
-        return [_issue("RESOLUTION_OUT_OF_RANGE", "no transform: resolution unknown", "resolution",
-                       [rules.min_resolution, rules.max_resolution], None)]
+        return [
+            _issue(
+                "RESOLUTION_OUT_OF_RANGE",
+                "no transform: resolution unknown",
+                "resolution",
+                [rules.min_resolution, rules.max_resolution],
+                None,
+            )
+        ]
     a, b, _, d, e, _ = transform
     res = [math.hypot(a, d), math.hypot(b, e)]
     lo, hi = rules.min_resolution or 0.0, rules.max_resolution or math.inf
     if not all(lo <= r <= hi for r in res):
-        return [_issue("RESOLUTION_OUT_OF_RANGE", f"pixel size {res} outside [{lo}, {hi}]", "resolution",
-                       [rules.min_resolution, rules.max_resolution], res)]
+        return [
+            _issue(
+                "RESOLUTION_OUT_OF_RANGE",
+                f"pixel size {res} outside [{lo}, {hi}]",
+                "resolution",
+                [rules.min_resolution, rules.max_resolution],
+                res,
+            )
+        ]
     return []
 
 
@@ -105,7 +148,13 @@ def check_metadata(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
 
 
 SCHEMA_CHECKS: tuple[Callable[[xr.DataArray, RuleSet], list[Issue]], ...] = (
-    check_format, check_dims, check_size, check_dtype, check_crs, check_resolution, check_metadata,
+    check_format,
+    check_dims,
+    check_size,
+    check_dtype,
+    check_crs,
+    check_resolution,
+    check_metadata,
 )
 
 
