@@ -104,3 +104,26 @@ def to_xp(array: Any, xp: ModuleType) -> Any:
     if xp is np:
         return to_numpy(array)
     return xp.asarray(array)
+
+
+def gpu_cluster(**cluster_options: Any) -> Any:
+    """A dask ``Client`` on a ``dask_cuda.LocalCUDACluster`` (one worker per GPU) for multi-GPU chains.
+
+    Filter chains over dask arrays of CuPy chunks then spread across every visible GPU unchanged.
+    """
+    if not cuda_available():
+        raise ImagelibError(
+            "no CUDA device: multi-GPU needs imagelib[gpu] on a GPU machine",
+            code="BACKEND_UNAVAILABLE",
+            field="backend",
+        )
+    try:
+        from dask_cuda import LocalCUDACluster
+        from distributed import Client
+    except ImportError as exc:
+        raise ImagelibError(
+            "dask-cuda is not installed (pip install imagelib[gpu])",
+            code="BACKEND_UNAVAILABLE",
+            field="backend",
+        ) from exc
+    return Client(LocalCUDACluster(**cluster_options))

@@ -84,3 +84,13 @@ def test_cupy_equals_numpy(chain: list[dict[str, Any]]) -> None:
     np.testing.assert_allclose(cupy.asnumpy(on_gpu), on_cpu, rtol=1e-4, atol=1e-5)
     lazy = apply_chain(da.from_array(x, chunks=24), chain, backend="cupy").compute()
     np.testing.assert_allclose(lazy, on_cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_gpu_cluster_without_device_is_a_coded_error() -> None:
+    from imagelib.backend import cuda_available, gpu_cluster
+
+    if cuda_available():
+        pytest.skip("a CUDA device is present: the error path does not apply")
+    with pytest.raises(ImagelibError) as info:
+        gpu_cluster()
+    assert info.value.code == "BACKEND_UNAVAILABLE"
