@@ -121,9 +121,9 @@ def to_uint8(data: np.ndarray, scaling: Scaling) -> np.ndarray:
             work = (data.astype(np.float32) - lo) * gain + np.float32(0.5)
             np.clip(work, 0, 255, out=work)
             img = np.nan_to_num(work, nan=0.0).astype(np.uint8)
-    img = scaling.table[img[0]] if scaling.table is not None else np.moveaxis(img, 0, -1)
+    img = scaling.table[img[0]] if scaling.table is not None else np.stack(list(img), axis=-1)  # interleave
     if not scaling.alpha:
-        return np.ascontiguousarray(img)
+        return img
     mask = invalid(data, scaling.nodata)
     img = np.where(mask[..., None], np.uint8(0), img)
     return np.concatenate([img, np.where(mask, 0, 255).astype(np.uint8)[..., None]], axis=-1)
