@@ -127,14 +127,32 @@ class Renderer:
         if not grid.contains(z, x, y):
             raise tile_not_found("xyz", z, x, y)
         level = grid.source_level(z, self.plane.levels)
-        window = grid.source_window(z, x, y, level, self.plane.shape(level))
         scaling = dataclasses.replace(self.scaling, alpha=True)
+        if self.resampling == "nearest":
+            return encode(self._nearest_tile(grid, z, x, y, level, scaling), fmt, self.encoding)
+        window = grid.source_window(z, x, y, level, self.plane.shape(level))
         if window is None:
             tile = np.full((len(scaling.bands), TILE, TILE), np.nan, np.float32)
         else:
             source = as_float(self.pixels(level, window), scaling.nodata)
             tile = grid.warp(source, level, window, z, x, y, self.resampling)
         return encode(to_uint8(tile, scaling), fmt, self.encoding)
+
+    def _nearest_tile(
+        self, grid: XyzGrid, z: int, x: int, y: int, level: int, scaling: Scaling
+    ) -> np.ndarray:
+        """Nearest-neighbour tile by gathering source pixels (native dtype, no GDAL round trip)."""
+        rows, cols, inside = grid.nearest_map(z, x, y, level, self.plane.shape(level))
+        if not inside.any():  # a corner tile of a rotated/curved footprint: fully transparent
+            return to_uint8(
+                np.zeros((len(scaling.bands), TILE, TILE), self.plane.dtype), scaling, missing=~inside
+            )
+        r, c = rows[inside], cols[inside]
+        window = Window(int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1)
+        data = self.pixels(level, window)
+        ry = np.clip(rows - window.y0, 0, window.y1 - window.y0 - 1)
+        cx = np.clip(cols - window.x0, 0, window.x1 - window.x0 - 1)
+        return to_uint8(data[:, ry, cx], scaling, missing=~inside)
 
 
 def tile_not_found(scheme: str, z: int, x: int, y: int) -> NotFound:

@@ -110,8 +110,9 @@ def invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:
     return bad.all(axis=0)
 
 
-def to_uint8(data: np.ndarray, scaling: Scaling) -> np.ndarray:
-    """Selected bands ``(n, h, w)`` → ``(h, w, c)`` uint8 with c ∈ {1, 2, 3, 4} (alpha last)."""
+def to_uint8(data: np.ndarray, scaling: Scaling, missing: np.ndarray | None = None) -> np.ndarray:
+    """Selected bands ``(n, h, w)`` → ``(h, w, c)`` uint8 with c ∈ {1, 2, 3, 4} (alpha last);
+    ``missing`` marks extra transparent pixels (e.g. outside the source)."""
     if scaling.identity and data.dtype == np.uint8:
         img = data
     else:
@@ -124,6 +125,6 @@ def to_uint8(data: np.ndarray, scaling: Scaling) -> np.ndarray:
     img = scaling.table[img[0]] if scaling.table is not None else np.stack(list(img), axis=-1)  # interleave
     if not scaling.alpha:
         return img
-    mask = invalid(data, scaling.nodata)
+    mask = invalid(data, scaling.nodata) if missing is None else invalid(data, scaling.nodata) | missing
     img = np.where(mask[..., None], np.uint8(0), img)
     return np.concatenate([img, np.where(mask, 0, 255).astype(np.uint8)[..., None]], axis=-1)
