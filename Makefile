@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP) viewer-js
 
 # Viewer JavaScript (OpenSeadragon, Leaflet) is vendored from npm at build time, never from a CDN.
-viewer-js:
-	@if [ -f package.json ]; then npm ci --no-audit --no-fund --silent || npm install --no-audit --no-fund --silent; fi
+viewer-js: $(STAMP)
+	npm ci --no-audit --no-fund --silent
+	$(BIN)/python -m imagelib.tiling.vendor
 
 # Debian's chromium for the browser tests (skipped by nothing: CI requires it).
 browser:

@@ -229,3 +229,20 @@ def test_content_not_suffix_decides_format(tmp_path: Path) -> None:
     report = validate(renamed)
     assert report["valid"] and report["info"]["format"] == "geotiff"
     assert report["info"]["shape"] == [1, 20, 20]
+
+
+def test_plain_rgb_tiff_is_band_first_with_correct_levels(tmp_path: Path, home: Path) -> None:
+    """tifffile reports pixel-interleaved RGB as YXS; imagelib stores it as band,y,x."""
+    import tifffile
+
+    import imagelib
+    from imagelib.multiscale import downsample2
+
+    rgb = np.random.default_rng(5).integers(0, 255, (300, 500, 3), dtype=np.uint8)
+    path = tmp_path / "plain-rgb.tif"
+    tifffile.imwrite(path, rgb, photometric="rgb")
+    version = imagelib.ingest(path, "plain", "rgb")["version"]
+    stored = imagelib.open(version)
+    assert stored.dims == ("band", "y", "x") and stored.shape == (3, 300, 500)
+    np.testing.assert_array_equal(stored.values, rgb.transpose(2, 0, 1))
+    np.testing.assert_array_equal(imagelib.open(version, level=1).values, downsample2(rgb.transpose(2, 0, 1)))

@@ -15,7 +15,7 @@ import zarr
 
 from imagelib.errors import InputError
 from imagelib.formats.geotiff import open_geotiff
-from imagelib.formats.lazy import LazySource, guard_dimensions, to_dask
+from imagelib.formats.lazy import CHUNK, LazySource, guard_dimensions, to_dask
 
 # tifffile axis letters → imagelib dims; singleton T/Z/C/S/Q axes beyond the three kept are squeezed.
 AXIS_NAMES = {"Y": "y", "X": "x", "Z": "z", "C": "band", "S": "band", "T": "t", "I": "z", "Q": "band"}
@@ -96,7 +96,10 @@ def _open_series(path: Path, tif: tifffile.TiffFile, series: Any) -> xr.DataArra
         full = tuple(next(it) if k else 0 for k in keep)
         return np.asarray(local.arr[full])
 
-    data = to_dask(LazySource(shape, dtype, read))
+    chunks = tuple({"y": CHUNK, "x": CHUNK, "band": n}.get(d, 1) for d, n in zip(dims, shape, strict=True))
+    data = to_dask(
+        LazySource(shape, dtype, read), chunks=tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
+    )
     attrs.update(
         {
             "crs": None,
@@ -109,7 +112,9 @@ def _open_series(path: Path, tif: tifffile.TiffFile, series: Any) -> xr.DataArra
             "time": None,
         }
     )
-    return xr.DataArray(data, dims=dims, attrs=attrs)
+    # Pixel-interleaved RGB (axes YXS) and similar: move band/z first, as every other reader does.
+    canonical = [d for d in dims if d not in ("y", "x")] + ["y", "x"]
+    return xr.DataArray(data, dims=dims, attrs=attrs).transpose(*canonical)
 
 
 def _dims(axes: str, shape: tuple[int, ...]) -> tuple[tuple[str, ...], list[bool]]:
