@@ -12,16 +12,16 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
 import numcodecs
 import numpy as np
-import xarray as xr
 import zarr
 
 from imagelib.hashing import jsonable
+
+if TYPE_CHECKING:  # dask and xarray cost ~1 s to import; tile rendering needs neither
+    import xarray as xr
 
 CHUNK = 1024
 MIN_LEVEL_SIDE = 256  # stop halving once a level fits one 256 px tile
@@ -154,6 +154,9 @@ def _empty_value(nodata: Any, dtype: np.dtype) -> float:
 
 def build_lower_levels(group: zarr.Group, nodata: Any = None) -> None:
     """Fill levels 1..n from the level above, chunk-aligned so memory stays at a few chunks."""
+    import dask
+    import dask.array as da
+
     level = 1
     while str(level) in group:
         src, dst = group[str(level - 1)], group[str(level)]
@@ -171,6 +174,9 @@ def build_lower_levels(group: zarr.Group, nodata: Any = None) -> None:
 
 def read_level(group: zarr.Group, level: int = 0) -> xr.DataArray:
     """One level as a lazy DataArray with the version's attrs (transform scaled to the level)."""
+    import dask.array as da
+    import xarray as xr
+
     meta = group.attrs["multiscales"][0]
     attrs = json.loads(json.dumps(dict(group.attrs.get("imagelib", {}))))
     names = [a["name"] for a in meta["axes"]]
