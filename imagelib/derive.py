@@ -6,12 +6,14 @@ same derivation returns the existing version without recomputing (idempotent, de
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import xarray as xr
+from tqdm import tqdm
 
 from imagelib.catalog import Catalog
-from imagelib.ingestion import store_stats, version_row, write_levels
+from imagelib.ingestion import store_stats, total_rows, version_row, write_levels
 from imagelib.multiscale import read_level
 from imagelib.storage import Store
 from imagelib.versioning import check_version_id, derived_version_id
@@ -23,8 +25,8 @@ def open_version(
     """A stored version (one pyramid level) as a lazy DataArray; NotFound when unknown."""
     check_version_id(version)
     catalog = catalog or Catalog()
-    catalog.get_version(version)
-    store = store or Store(_store_url(catalog.get_version(version)["storage_url"], version))
+    row = catalog.get_version(version)
+    store = store or Store(_store_url(row["storage_url"], version))
     group = store.open_group(f"versions/{version}/image.zarr")
     data = read_level(group, level)
     data.attrs["version"] = version
@@ -75,7 +77,9 @@ def apply_version(
     }
     staging = store.new_staging()
     try:
-        group, stats = write_levels(store, staging, data, attrs)
+        bar = tqdm(total=total_rows(data), unit="row", desc="filter", disable=not progress, file=sys.stderr)
+        with bar:
+            group, stats = write_levels(store, staging, data, attrs, bar.update)
         full_stats = store_stats(group, data, attrs, stats)
         store.publish(staging, f"versions/{derived}")
     except BaseException:

@@ -135,7 +135,7 @@ def _ingest_new(
     staging = store.new_staging()
     try:
         attrs = {**data.attrs, "name": f"{namespace}/{dataset}", "dims": list(data.dims)}
-        with ThreadPoolExecutor(1) as pool, _bars(progress, size, _rows(data)) as (bytes_bar, rows_bar):
+        with ThreadPoolExecutor(1) as pool, _bars(progress, size, total_rows(data)) as (bytes_bar, rows_bar):
             copied = pool.submit(store.put_file, path, f"{staging}/source/{path.name}", bytes_bar.update)
             try:
                 group, stats = write_levels(store, staging, data, attrs, rows_bar.update)
@@ -173,10 +173,10 @@ def _ingest_new(
 
 def write_levels(
     store: Store, staging: str, data: xr.DataArray, attrs: dict[str, Any], on_rows: Any = None
-) -> tuple[Any, dict[str, Any]]:
+) -> tuple[Any, ContentStats]:
     """Create the multiscale group under ``staging`` and fill every level while reading data once.
 
-    Returns the group and the statistics (content totals + view percentiles), already in its attrs.
+    Returns the group and the content totals gathered on the way (see :func:`store_stats`).
     """
     group = multiscale.create(store.zarr_store(f"{staging}/image.zarr"), data, attrs)
     pyramid = multiscale.PyramidWriter(group, data.dims, data.attrs.get("nodata"))
@@ -198,7 +198,8 @@ def store_stats(group: Any, data: xr.DataArray, attrs: dict[str, Any], stats: Co
     return full_stats
 
 
-def _rows(data: xr.DataArray) -> int:
+def total_rows(data: xr.DataArray) -> int:
+    """Rows a full read-through covers (y × z planes): the progress bar's total."""
     return data.shape[-2] * (data.shape[0] if data.dims[0] == "z" else 1)
 
 
