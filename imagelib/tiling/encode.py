@@ -58,11 +58,10 @@ def _jpeg(img: np.ndarray, quality: int) -> bytes:
     thread pool encodes on every core."""
     import imagecodecs
 
-    return bytes(
-        imagecodecs.jpeg8_encode(
-            np.ascontiguousarray(img if img.shape[2] > 1 else img[..., 0]), level=quality
-        )
-    )
+    # A real copy: numpy calls e.g. a (1, 1, 3) slice of RGBA "contiguous" with strides (4, 4, 1),
+    # which the libjpeg wrapper rejects.
+    pixels = (img if img.shape[2] > 1 else img[..., 0]).copy(order="C")
+    return bytes(imagecodecs.jpeg8_encode(pixels, level=quality))
 
 
 def _png(img: np.ndarray, compression: int) -> bytes:
