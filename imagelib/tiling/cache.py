@@ -33,11 +33,15 @@ class LruCache:
     def get(self, key: Any) -> Any | None:
         """The cached value or None."""
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-                self.hits += 1
-            return value
+            return self._hit(key)
+
+    def _hit(self, key: Any) -> Any | None:
+        """Lookup under the lock: a hit becomes the most recently used entry."""
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+            self.hits += 1
+        return value
 
     def put(self, key: Any, value: Any) -> None:
         """Store a value, evicting the least recently used ones beyond ``max_bytes``."""
@@ -53,10 +57,8 @@ class LruCache:
     def get_or_load(self, key: Any, load: Callable[[], Any]) -> Any:
         """The cached value, else ``load()`` once (other threads asking meanwhile wait for it)."""
         with self._lock:
-            value = self._data.get(key)
+            value = self._hit(key)
             if value is not None:
-                self._data.move_to_end(key)
-                self.hits += 1
                 return value
             future = self._pending.get(key)
             owner = future is None

@@ -52,14 +52,7 @@ def _image(grid: DziGrid, name: str, fmt: str) -> dict[str, Any]:
 
 def dzi_page(grid: DziGrid, name: str, fmt: str, title: str) -> str:
     """index.html showing ``<name>.dzi`` with OpenSeadragon."""
-    image = {
-        "xmlns": "http://schemas.microsoft.com/deepzoom/2008",
-        "Url": f"{name}_files/",
-        "Format": fmt,
-        "Overlap": str(grid.overlap),
-        "TileSize": str(grid.tile_size),
-        "Size": {"Width": str(grid.width), "Height": str(grid.height)},
-    }
+    image = _image(grid, name, fmt)
     head = '\n<script src="vendor/openseadragon.min.js"></script>'
     return PAGE.substitute(
         title=html.escape(title), head=head, script=OSD.substitute(image=json.dumps(image))
