@@ -47,7 +47,7 @@ def update_job(catalog: Catalog, job_id: str, **fields: Any) -> None:
 
 def get_job(catalog: Catalog, job_id: str) -> dict[str, Any]:
     """The job as the HTTP contract shows it: ``{"job","state","progress","version","report","error"}``."""
-    with catalog.begin() as conn:
+    with catalog.begin(write=False) as conn:
         row = conn.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
     if row is None:
         raise NotFound(f"job {job_id} does not exist", code="JOB_NOT_FOUND", field="job")

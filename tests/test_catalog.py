@@ -42,3 +42,11 @@ def test_bad_names_refused(name: str) -> None:
     with pytest.raises(UsageError) as info:
         check_name("dataset", name)
     assert info.value.code == "DATASET_NAME_INVALID"
+
+
+def test_sqlite_readers_do_not_block_each_other(home: Path) -> None:
+    catalog = Catalog()
+    with catalog.begin(write=False) as outer:
+        outer.execute(sa.text("SELECT count(*) FROM versions")).scalar()
+        assert catalog.counts()["versions"] == 0  # a second reader while the first is open
+        assert catalog.datasets() == []

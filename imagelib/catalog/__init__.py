@@ -56,9 +56,10 @@ def make_engine(url: str) -> sa.Engine:
             dbapi_conn.execute("PRAGMA busy_timeout=60000")
 
         @sa.event.listens_for(engine, "begin")
-        def _begin_immediate(conn: sa.Connection) -> None:
-            # Take the write lock at BEGIN so two writers never deadlock on lock upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: sa.Connection) -> None:
+            # Writers take the lock at BEGIN so two never deadlock on lock upgrade; readers don't block.
+            write = conn.get_execution_options().get("imagelib_write", True)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
@@ -112,10 +113,10 @@ class Catalog:
         return nullcontext()
 
     @contextmanager
-    def begin(self) -> Iterator[sa.Connection]:
-        """One transaction; database errors become coded CatalogError."""
+    def begin(self, write: bool = True) -> Iterator[sa.Connection]:
+        """One transaction (``write=False`` for reads); database errors become coded CatalogError."""
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn, conn.execution_options(imagelib_write=write).begin():
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise CatalogError(f"catalog operation failed: {exc.__class__.__name__}: {exc}") from exc
@@ -168,7 +169,7 @@ class Catalog:
     # -- reads ------------------------------------------------------------------------------
     def get_version(self, version: str) -> dict[str, Any]:
         """One version row with its namespace/dataset memberships; NotFound when absent."""
-        with self.begin() as conn:
+        with self.begin(write=False) as conn:
             row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version)).mappings().first()
             if row is None:
                 raise NotFound(f"version {version} does not exist", field="version", found=version)
@@ -178,7 +179,7 @@ class Catalog:
 
     def has_version(self, version: str) -> bool:
         """True when the catalog holds the version."""
-        with self.begin() as conn:
+        with self.begin(write=False) as conn:
             return (
                 conn.execute(sa.select(t.versions.c.id).where(t.versions.c.id == version)).first() is not None
             )
@@ -193,7 +194,7 @@ class Catalog:
             .where(t.namespaces.c.name == namespace, t.datasets.c.name == dataset)
             .order_by(t.dataset_versions.c.created_at, t.versions.c.id)
         )
-        with self.begin() as conn:
+        with self.begin(write=False) as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def datasets(self) -> list[dict[str, Any]]:
@@ -209,7 +210,7 @@ class Catalog:
             .group_by(t.namespaces.c.name, t.datasets.c.name)
             .order_by(t.namespaces.c.name, t.datasets.c.name)
         )
-        with self.begin() as conn:
+        with self.begin(write=False) as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def same_size_versions(
@@ -225,7 +226,7 @@ class Catalog:
     def lineage(self, version: str) -> dict[str, Any]:
         """Ancestors and descendants (whole DAG walk) with the operation on each edge."""
         self.get_version(version)
-        with self.begin() as conn:
+        with self.begin(write=False) as conn:
             edges = [dict(r) for r in conn.execute(sa.select(t.lineage)).mappings()]
         return {
             "version": version,
@@ -263,12 +264,12 @@ class Catalog:
                 .where(t.namespaces.c.name == namespace)
             )
             query = query.where(v.c.id.in_(members))  # IN, not JOIN: a version in two datasets stays one row
-        with self.begin() as conn:
+        with self.begin(write=False) as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def counts(self) -> dict[str, int]:
         """Row counts per table (health checks, tests of "nothing half-written")."""
-        with self.begin() as conn:
+        with self.begin(write=False) as conn:
             return {
                 name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
                 for name, table in t.metadata.tables.items()
