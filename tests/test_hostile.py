@@ -147,7 +147,46 @@ def make_corrupt_strip(tmp: Path) -> Path:
     return path
 
 
+def make_zarr_symlink_outside(tmp: Path) -> Path:
+    """A Zarr store whose chunk file is a symlink to a file outside the store."""
+    import zarr
+
+    secret = tmp / "secret.bin"
+    secret.write_bytes(b"private bytes" * 10)
+    path = tmp / "linked.zarr"
+    zarr.save_array(str(path), np.zeros((4, 4), np.uint8), zarr_format=2)
+    chunk = path / "0.0"
+    chunk.unlink(missing_ok=True)
+    chunk.symlink_to(secret)
+    return path
+
+
+def make_ngff_path_escape(tmp: Path) -> Path:
+    """OME-Zarr metadata naming a dataset path outside the store."""
+    import zarr
+
+    zarr.save_array(str(tmp / "outside.zarr"), np.full((4, 4), 7, np.uint8), zarr_format=2)
+    group = zarr.open_group(str(tmp / "inner.zarr"), mode="w", zarr_format=2)
+    group.attrs["multiscales"] = [
+        {"version": "0.4", "axes": [{"name": "y"}, {"name": "x"}], "datasets": [{"path": "../outside.zarr"}]}
+    ]
+    return tmp / "inner.zarr"
+
+
+def make_pixel_bomb_zarr(tmp: Path) -> Path:
+    import zarr
+
+    path = tmp / "bomb.zarr"  # metadata only: 10^14 declared pixels, no chunk written
+    zarr.create_array(
+        str(path), shape=(10_000_000, 10_000_000), chunks=(1024, 1024), dtype="uint8", zarr_format=2
+    )
+    return path
+
+
 CASES: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "zarr-symlink-outside": (make_zarr_symlink_outside, "EXTERNAL_REFERENCE"),
+    "ngff-path-escape": (make_ngff_path_escape, "EXTERNAL_REFERENCE"),
+    "pixel-bomb-zarr": (make_pixel_bomb_zarr, "DIMENSIONS_TOO_LARGE"),
     "zero-byte": (make_zero_byte, "FILE_EMPTY"),
     "truncated-tiff": (make_truncated_tiff, "TRUNCATED"),
     "wrong-magic": (make_wrong_magic, "FORMAT_UNRECOGNIZED"),

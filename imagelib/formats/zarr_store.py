@@ -15,8 +15,25 @@ from imagelib.formats.lazy import guard_dimensions
 NGFF_AXES = {"t": "t", "c": "band", "z": "z", "y": "y", "x": "x"}
 
 
+def refuse_outside_paths(path: Path, address: str | None) -> None:
+    """Symlinks leaving the store, and ``..`` in an address or NGFF dataset path, point outside it."""
+    root = path.resolve()
+    for item in path.rglob("*"):
+        if item.is_symlink() and not item.resolve().is_relative_to(root):
+            raise InputError(
+                f"{path}: {item.relative_to(path)} links outside the store to {item.resolve()}",
+                code="EXTERNAL_REFERENCE",
+                field="links",
+            )
+    if address and any(part in (".", "..") for part in address.strip("/").split("/")):
+        raise InputError(
+            f"{path}: array path {address!r} leaves the store", code="EXTERNAL_REFERENCE", field="address"
+        )
+
+
 def open_zarr(path: Path, address: str | None) -> xr.DataArray:
     """Open a Zarr array (``store.zarr#/path`` or the NGFF level 0) lazily."""
+    refuse_outside_paths(path, address)
     try:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:
@@ -29,6 +46,7 @@ def open_zarr(path: Path, address: str | None) -> xr.DataArray:
         if address is None and multiscales:
             ms = multiscales[0]
             address = ms["datasets"][0]["path"]
+            refuse_outside_paths(path, address)
             axes = [a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])] or None
             attrs.update({"format": "ome-zarr", "spacing": _spacing(ms, axes)})
         if address is None:
