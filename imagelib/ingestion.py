@@ -179,15 +179,15 @@ def write_levels(
     Returns the group and the content totals gathered on the way (see :func:`store_stats`).
     """
     group = multiscale.create(store.zarr_store(f"{staging}/image.zarr"), data, attrs)
-    pyramid = multiscale.PyramidWriter(group, data.dims, data.attrs.get("nodata"))
+    with multiscale.PyramidWriter(group, data.dims, data.attrs.get("nodata")) as pyramid:
 
-    def write(index: tuple[slice, ...], block: np.ndarray) -> None:
-        pyramid.write(index, block)
-        if on_rows:
-            on_rows((index[-1].stop - index[-1].start) * _planes(index, data))
+        def write(index: tuple[slice, ...], block: np.ndarray) -> None:
+            pyramid.write(index, block)
+            if on_rows:
+                on_rows((index[-1].stop - index[-1].start) * _planes(index, data))
 
-    stats = read_through(data, on_block=write)
-    pyramid.close()
+        stats = read_through(data, on_block=write)
+        pyramid.close()
     return group, stats
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -260,6 +262,10 @@ class PyramidWriter:
     z slabs, so their lower levels are built after level 0 from the store instead.
     """
 
+    #: chunk-row writes allowed in flight: compression and file I/O release the GIL, so one writer
+    #: thread overlaps them with reading the next strip; the bound keeps memory flat
+    MAX_IN_FLIGHT = 2
+
     def __init__(self, group: zarr.Group, dims: Sequence[str], nodata: Any = None):
         self.group, self.nodata = group, nodata
         self.arrays = [group[str(k)] for k in range(len(group))]
@@ -267,11 +273,24 @@ class PyramidWriter:
         self.streaming = dims[0] != "z"
         self.pending: list[np.ndarray | None] = [None] * len(self.arrays)
         self.rows = [0] * len(self.arrays)
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="imagelib-chunks")
+        self._in_flight: deque[Future[None]] = deque()
+
+    def __enter__(self) -> PyramidWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._io.shutdown(wait=True)  # never leave a thread writing into staging behind
+
+    def _store(self, level: int, y0: int, rows: np.ndarray) -> None:
+        self._in_flight.append(self._io.submit(self.writers[level].write, y0, rows))
+        while len(self._in_flight) > self.MAX_IN_FLIGHT:
+            self._in_flight.popleft().result()  # re-raises a failed write here
 
     def write(self, index: tuple[slice, ...], block: np.ndarray) -> None:
         """Store one block of level 0 (``index`` as yielded by the validation read-through)."""
         if self.streaming:  # whole-row strips: the fast chunk writer applies
-            self.writers[0].write(index[-1].start, block)
+            self._store(0, index[-1].start, block)
         else:
             self.arrays[0][index] = block
         if self.streaming and len(self.arrays) > 1:
@@ -286,7 +305,7 @@ class PyramidWriter:
         self.pending[level] = buffered if buffered.shape[-2] else None
 
     def _emit(self, level: int, rows: np.ndarray) -> None:
-        self.writers[level].write(self.rows[level], rows)
+        self._store(level, self.rows[level], rows)
         self.rows[level] += rows.shape[-2]
         if level + 1 < len(self.arrays):
             self._push(level + 1, downsample2(rows, self.nodata))
@@ -301,3 +320,5 @@ class PyramidWriter:
             self.pending[level] = None
             if rest is not None:
                 self._emit(level, rest)
+        while self._in_flight:
+            self._in_flight.popleft().result()

@@ -61,9 +61,9 @@ def test_streaming_pyramid_equals_two_pass_build(
     dims = ("band", "y", "x") if len(shape) == 3 else ("y", "x")
     data = xr.DataArray(da.from_array(a, chunks=(1024,) * len(shape)), dims=dims, attrs={"nodata": 0})
     streamed = multiscale.create(zarr.storage.MemoryStore(), data, {})
-    writer = multiscale.PyramidWriter(streamed, dims, nodata=0)
-    read_through(data, on_block=writer.write)
-    writer.close()
+    with multiscale.PyramidWriter(streamed, dims, nodata=0) as writer:
+        read_through(data, on_block=writer.write)
+        writer.close()
     two_pass = multiscale.create(zarr.storage.MemoryStore(), data, {})
     two_pass["0"][...] = a
     multiscale.build_lower_levels(two_pass, nodata=0)
@@ -79,10 +79,10 @@ def test_direct_chunk_writer_on_disk_reads_back_through_zarr(tmp_path, dtype: st
     a = np.random.default_rng(2).normal(100, 30, shape).astype(dtype)
     data = xr.DataArray(da.from_array(a, chunks=(2, 1024, 1500)), dims=("band", "y", "x"), attrs={})
     group = multiscale.create(zarr.storage.LocalStore(tmp_path / "img.zarr"), data, {})
-    writer = multiscale.PyramidWriter(group, data.dims)
-    assert writer.writers[0].folder is not None  # the fast path is the one under test
-    read_through(data, on_block=writer.write)
-    writer.close()
+    with multiscale.PyramidWriter(group, data.dims) as writer:
+        assert writer.writers[0].folder is not None  # the fast path is the one under test
+        read_through(data, on_block=writer.write)
+        writer.close()
     reopened = zarr.open_group(tmp_path / "img.zarr", mode="r")
     np.testing.assert_array_equal(reopened["0"][...], a)
     np.testing.assert_array_equal(reopened["1"][...], multiscale.downsample2(a))
