@@ -26,7 +26,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 
-def make_input(path: Path, size: int, bands: int) -> None:
+def make_input(path: Path, size: int, bands: int, noise_bits: int = 5) -> None:
     """Write a synthetic GeoTIFF strip by strip (memory stays flat).
 
     A ramp plus 5 bits of noise, which LZ4 cannot compress (ratio 1.0) — like natural-colour imagery
@@ -49,7 +49,7 @@ def make_input(path: Path, size: int, bands: int) -> None:
             h = min(1024, size - row)
             block = np.broadcast_to(ramp, (bands, h, size)).copy()
             block += (np.arange(row, row + h, dtype=np.uint32) % 7).astype(np.uint8)[None, :, None]
-            block += rng.integers(0, 32, block.shape, dtype=np.uint8)
+            block += rng.integers(0, 1 << noise_bits, block.shape, dtype=np.uint8)
             dst.write(block, window=Window(0, row, size, h))
 
 
@@ -73,12 +73,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--bands", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--noise-bits", type=int, default=5, help="0-8; 5 is LZ4-incompressible, 1 compresses")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="imagelib-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    src = work / f"input-noisy-{args.size}.tif"
+    src = work / f"input-{args.size}-noise{args.noise_bits}.tif"
     if not src.exists():
-        make_input(src, args.size, args.bands)
+        make_input(src, args.size, args.bands, args.noise_bits)
     size_mb = src.stat().st_size / 1e6
     subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
     sha_wall, sha_rss, _ = timed(["sha256sum", str(src)])
