@@ -73,7 +73,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20000)
     parser.add_argument("--bands", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--noise-bits", type=int, default=5, help="0-8; 5 is LZ4-incompressible, 1 compresses")
+    parser.add_argument(
+        "--noise-bits", type=int, default=5, help="0-8; 5 is LZ4-incompressible, 1 compresses"
+    )
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="imagelib-bench-"))
     work.mkdir(parents=True, exist_ok=True)
