@@ -18,17 +18,26 @@ def iter_blocks(fh: BinaryIO, block: int = BLOCK) -> Iterator[bytes]:
         yield chunk
 
 
+def tree_entries(path: Path) -> list[tuple[Path, str]]:
+    """Files a content hash covers, with their relative paths: the file itself (``""``), or a
+    directory's files sorted by relative POSIX path."""
+    if path.is_file():
+        return [(path, "")]
+    files = ((p, p.relative_to(path).as_posix()) for p in path.rglob("*") if p.is_file())
+    return sorted(files, key=lambda entry: entry[1])
+
+
+def hash_entry(digest: Any, relative: str) -> None:
+    """A directory member's relative path + NUL precede its bytes in the tree hash."""
+    if relative:
+        digest.update(relative.encode() + b"\0")
+
+
 def file_sha256(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:
     """sha256 of a file's bytes, or of a directory tree (sorted relative path + NUL + content per file)."""
     digest = hashlib.sha256()
-    files = (
-        [path]
-        if path.is_file()
-        else sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
-    )
-    for item in files:
-        if item is not path:
-            digest.update(item.relative_to(path).as_posix().encode() + b"\0")
+    for item, relative in tree_entries(path):
+        hash_entry(digest, relative)
         with item.open("rb") as fh:
             for chunk in iter_blocks(fh):
                 digest.update(chunk)

@@ -23,7 +23,7 @@ import zarr.storage
 
 from imagelib.config import settings
 from imagelib.errors import NotFound, StorageError
-from imagelib.hashing import iter_blocks
+from imagelib.hashing import hash_entry, iter_blocks, tree_entries
 
 MARKER = "_PUBLISHED"
 
@@ -57,10 +57,15 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------------
     def put_file(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> str:
-        """Stream a local file (or directory tree) to ``key`` and return the sha256 of what was sent."""
-        if local.is_dir():
-            return self._put_tree(local, key, on_bytes)
+        """Stream a local file (or directory tree) to ``key``; return the sha256 of what was sent
+        (the same value as :func:`imagelib.hashing.file_sha256`, computed in the same single pass)."""
         digest = hashlib.sha256()
+        for item, relative in tree_entries(local):
+            hash_entry(digest, relative)
+            self._copy(item, f"{key}/{relative}" if relative else key, digest, on_bytes)
+        return digest.hexdigest()
+
+    def _copy(self, local: Path, key: str, digest: Any, on_bytes: Callable[[int], None] | None) -> None:
         try:
             if self.local:
                 Path(self.path(key)).parent.mkdir(parents=True, exist_ok=True)
@@ -72,14 +77,6 @@ class Store:
                         on_bytes(len(chunk))
         except OSError as exc:
             raise StorageError(f"writing {self.key_url(key)} failed: {exc}") from exc
-        return digest.hexdigest()
-
-    def _put_tree(self, local: Path, key: str, on_bytes: Callable[[int], None] | None) -> str:
-        from imagelib.hashing import file_sha256
-
-        for item in sorted(p for p in local.rglob("*") if p.is_file()):
-            self.put_file(item, f"{key}/{item.relative_to(local).as_posix()}", on_bytes)
-        return file_sha256(local)
 
     def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
         """A zarr store at ``key`` (LocalStore on disk, FsspecStore elsewhere)."""
