@@ -50,3 +50,37 @@ def test_sqlite_readers_do_not_block_each_other(home: Path) -> None:
         outer.execute(sa.text("SELECT count(*) FROM versions")).scalar()
         assert catalog.counts()["versions"] == 0  # a second reader while the first is open
         assert catalog.datasets() == []
+
+
+def _row(version: str) -> dict:
+    return {
+        "id": version,
+        "kind": "derived",
+        "dims": ["y", "x"],
+        "shape": [1, 1],
+        "dtype": "uint8",
+        "storage_url": f"file:///x/{version}",
+    }
+
+
+def test_lineage_walks_only_the_connected_dag(catalog_env: str) -> None:
+    catalog = Catalog(catalog_env)
+    ids = {name: name * 32 for name in "rabcdz"}  # r → a → c, r → b → c (diamond), c → d; z unrelated
+    op = {"op": "filter"}
+    catalog.add_version(_row(ids["r"]), "ns", "ds")
+    catalog.add_version(_row(ids["z"]), "ns", "ds")
+    for child, parents in (("a", "r"), ("b", "r"), ("c", "ab"), ("d", "c")):
+        catalog.add_version(
+            _row(ids[child]), "ns", "ds", parents={ids[p]: {**op, "to": child} for p in parents}
+        )
+    down = catalog.lineage(ids["r"])["descendants"]
+    assert [d["version"] for d in down] == [
+        ids["a"],
+        ids["b"],
+        ids["c"],
+        ids["d"],
+    ]  # breadth first, once each
+    up = catalog.lineage(ids["d"])["ancestors"]
+    assert [a["version"] for a in up] == [ids["c"], ids["a"], ids["b"], ids["r"]]
+    assert up[0]["operation"] == {"op": "filter", "to": "d"}
+    assert catalog.lineage(ids["z"]) == {"version": ids["z"], "ancestors": [], "descendants": []}

@@ -217,21 +217,31 @@ class Catalog:
         self, namespace: str, dataset: str, size: int, address: str | None
     ) -> list[dict[str, Any]]:
         """Versions of a dataset whose source had this size and address (re-ingest shortcut)."""
-        return [
-            v
-            for v in self.versions(namespace, dataset)
-            if v["size_bytes"] == size and v["address"] == address
-        ]
+        query = (
+            sa.select(t.versions.c.id)
+            .join(t.dataset_versions, t.dataset_versions.c.version_id == t.versions.c.id)
+            .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
+            .join(t.namespaces, t.namespaces.c.id == t.datasets.c.namespace_id)
+            .where(
+                t.namespaces.c.name == namespace,
+                t.datasets.c.name == dataset,
+                t.versions.c.size_bytes == size,
+                t.versions.c.address.is_(None) if address is None else t.versions.c.address == address,
+            )
+        )
+        with self.begin(write=False) as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def lineage(self, version: str) -> dict[str, Any]:
         """Ancestors and descendants (whole DAG walk) with the operation on each edge."""
         self.get_version(version)
         with self.begin(write=False) as conn:
-            edges = [dict(r) for r in conn.execute(sa.select(t.lineage)).mappings()]
+            up = _subgraph(conn, version, "child_id", "parent_id")
+            down = _subgraph(conn, version, "parent_id", "child_id")
         return {
             "version": version,
-            "ancestors": _walk(edges, version, "child_id", "parent_id"),
-            "descendants": _walk(edges, version, "parent_id", "child_id"),
+            "ancestors": _walk(up, version, "child_id", "parent_id"),
+            "descendants": _walk(down, version, "parent_id", "child_id"),
         }
 
     def search(
@@ -284,6 +294,21 @@ def _membership(version: str) -> sa.Select:
         .where(t.dataset_versions.c.version_id == version)
         .order_by(t.namespaces.c.name, t.datasets.c.name)
     )
+
+
+def _subgraph(conn: sa.Connection, start: str, here: str, there: str) -> list[dict[str, Any]]:
+    """The lineage edges reachable from ``start`` (one recursive query), not the whole table."""
+    edge = t.lineage
+    reach = sa.select(edge.c[there].label("node")).where(edge.c[here] == start).cte("reach", recursive=True)
+    step = edge.alias("step")
+    reach = reach.union(sa.select(step.c[there]).join(reach, step.c[here] == reach.c.node))
+    nodes = sa.select(reach.c.node)
+    query = (
+        sa.select(edge)
+        .where(sa.or_(edge.c[here] == start, edge.c[here].in_(nodes)))
+        .order_by(edge.c[there], edge.c[here])
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def _walk(edges: list[dict[str, Any]], start: str, here: str, there: str) -> list[dict[str, Any]]:
