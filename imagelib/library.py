@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,13 +11,10 @@ import xarray as xr
 from imagelib.catalog import Catalog
 from imagelib.derive import apply_version, open_version
 from imagelib.hashing import jsonable
-from imagelib.ingestion import ingest as _ingest
+from imagelib.ingestion import ingest  # re-exported: imagelib.ingest keeps its full signature
 from imagelib.versioning import check_version_id
 
-
-def ingest(source: str | os.PathLike[str], namespace: str, dataset: str, **options: Any) -> dict[str, Any]:
-    """Validate and store a file as a content-addressed version; see :func:`imagelib.ingestion.ingest`."""
-    return _ingest(source, namespace, dataset, **options)
+__all__ = ["apply", "ingest", "lineage", "open", "search", "versions"]
 
 
 def open(version: str, level: int = 0) -> xr.DataArray:

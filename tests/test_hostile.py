@@ -48,11 +48,16 @@ def make_zero_byte(tmp: Path) -> Path:
     return tmp / "empty.tif"
 
 
-def make_truncated_tiff(tmp: Path) -> Path:
-    path = copy_sample("RGB.byte.tif", tmp)
+def truncated_copy(name: str, tmp: Path, divisor: int) -> Path:
+    """A sample cut to 1/divisor of its size, as an interrupted download leaves it."""
+    path = copy_sample(name, tmp)
     with path.open("r+b") as fh:
-        fh.truncate(path.stat().st_size // 2)
+        fh.truncate(path.stat().st_size // divisor)
     return path
+
+
+def make_truncated_tiff(tmp: Path) -> Path:
+    return truncated_copy("RGB.byte.tif", tmp, 2)
 
 
 def make_wrong_magic(tmp: Path) -> Path:
@@ -108,10 +113,7 @@ def make_hdf5_virtual(tmp: Path) -> Path:
 
 
 def make_truncated_hdf5(tmp: Path) -> Path:
-    path = copy_sample("two-subs.h5", tmp)
-    with path.open("r+b") as fh:
-        fh.truncate(path.stat().st_size // 3)
-    return path
+    return truncated_copy("two-subs.h5", tmp, 3)
 
 
 def make_corrupt_ifd(tmp: Path) -> Path:
