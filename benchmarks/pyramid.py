@@ -200,8 +200,8 @@ def bench_xyz(work: Path, size: int, env: dict[str, str]) -> dict[str, object]:
 
 def bench_on_the_fly(version: str, count: int = 200) -> dict[str, float]:
     """p50/p95 ms of full-resolution 256×256 PNG tiles (tile cache off), chunk cache cold and warm."""
+    from imagelib.context import current
     from imagelib.tiling.render import render_tile, renderer_for
-    from imagelib.tiling.source import CHUNKS
 
     renderer = renderer_for(version, style=None)
     grid = renderer.dzi_grid(256, 0)
@@ -212,7 +212,7 @@ def bench_on_the_fly(version: str, count: int = 200) -> dict[str, float]:
     out = {}
     for label in ("cold", "warm"):
         if label == "cold":
-            CHUNKS.clear()
+            current().clear_caches()  # decoded chunks and opened versions live on the context
         times = []
         for col, row in tiles:
             start = time.perf_counter()

@@ -7,19 +7,33 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from imagelib._version import __version__
 
-_VERBS = ("ingest", "open", "versions", "lineage", "apply", "search")
-__all__ = ["__version__", *_VERBS, "validate"]
+#: lazily imported public names → the module that defines them
+_LAZY = {
+    "ingest": "imagelib.library",
+    "open": "imagelib.library",
+    "versions": "imagelib.library",
+    "lineage": "imagelib.library",
+    "apply": "imagelib.library",
+    "search": "imagelib.library",
+    "validate": "imagelib.validation",
+    "Library": "imagelib.context",
+    "connect": "imagelib.context",
+    "current": "imagelib.context",
+    "using": "imagelib.context",
+}
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _VERBS:
-        from imagelib import library
+    if name in _LAZY:
+        import importlib
 
-        return getattr(library, name)
-    if name == "validate":
-        from imagelib.validation import validate
-
-        return validate
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'imagelib' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """Tab completion and ``dir(imagelib)`` show the lazy verbs too."""
+    return sorted({*globals(), *_LAZY})

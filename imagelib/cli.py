@@ -6,16 +6,20 @@ human messages go to stderr so stdout stays machine-readable.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from imagelib.errors import ImagelibError, UsageError, ValidationFailed
+from imagelib.errors import ImagelibError, UsageError, ValidationFailed, from_exception
 from imagelib.hashing import jsonable
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     add_completion=False,
@@ -37,17 +41,34 @@ def emit(value: Any, as_json: bool) -> None:
         typer.echo(json.dumps(jsonable(value), indent=2))
 
 
-def fail(exc: ImagelibError, as_json: bool, code: int = 1) -> NoReturn:
-    """Report a coded error (stdout JSON with --json, stderr text otherwise) and exit."""
+def fail(exc: ImagelibError, as_json: bool) -> NoReturn:
+    """Report a coded error (stdout JSON with --json, stderr text otherwise); exit with the table's code."""
     body = exc.report if isinstance(exc, ValidationFailed) else {"error": exc.to_dict()}
     if as_json:
         sys.stdout.write(json.dumps(jsonable(body)) + "\n")
     else:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-    raise typer.Exit(2 if isinstance(exc, UsageError) else code)
+    raise typer.Exit(exc.spec.exit)
+
+
+def coded(command: F) -> F:
+    """Every failure of a command becomes its coded error (one JSON document with --json), never a
+    traceback: imagelib's errors as they are, anything unexpected as INTERNAL."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            fail(from_exception(exc), bool(kwargs.get("as_json")))
+
+    return run  # type: ignore[return-value]
 
 
 @app.command()
+@coded
 def validate(
     path: Annotated[str, typer.Argument(help="file, directory (Zarr) or file#/address")],
     rules: Annotated[Path | None, typer.Option(help="YAML/JSON rule set")] = None,
@@ -57,15 +78,13 @@ def validate(
     """Validate a file; exit 0 when valid, 1 when invalid."""
     from imagelib.validation import validate as run
 
-    try:
-        report = run(path, rules=rules, sha256=sha256)
-    except ImagelibError as exc:  # only a broken rule file gets here
-        fail(exc, as_json, code=2)
+    report = run(path, rules=rules, sha256=sha256)  # only a broken rule file raises
     emit(report, as_json)
     raise typer.Exit(0 if report["valid"] else 1)
 
 
 @app.command()
+@coded
 def ingest(
     path: Annotated[str, typer.Argument(help="file, directory (Zarr) or file#/address")],
     namespace: Annotated[str, typer.Option(help="namespace (project/group)")],
@@ -77,16 +96,12 @@ def ingest(
     """Validate, version and store a file; prints the new (or existing) version."""
     from imagelib.ingestion import ingest as run
 
-    try:
-        result = run(
-            path, namespace, dataset, rules=rules, sha256=sha256, progress=sys.stderr.isatty() or not as_json
-        )
-    except ImagelibError as exc:
-        fail(exc, as_json)
-    emit(result, as_json)
+    progress = sys.stderr.isatty() or not as_json
+    emit(run(path, namespace, dataset, rules=rules, sha256=sha256, progress=progress), as_json)
 
 
 @app.command()
+@coded
 def versions(
     name: Annotated[str, typer.Argument(help="NAMESPACE/DATASET")],
     as_json: JsonOpt = False,
@@ -94,11 +109,8 @@ def versions(
     """List the versions of a dataset, oldest first."""
     from imagelib.library import versions as run
 
-    try:
-        namespace, dataset = _split_name(name)
-        emit(run(namespace, dataset), as_json)
-    except ImagelibError as exc:
-        fail(exc, as_json)
+    namespace, dataset = _split_name(name)
+    emit(run(namespace, dataset), as_json)
 
 
 def _split_name(name: str) -> tuple[str, str]:
@@ -109,45 +121,29 @@ def _split_name(name: str) -> tuple[str, str]:
 
 
 @app.command()
+@coded
 def lineage(version: str, as_json: JsonOpt = False) -> None:
     """Ancestors and descendants of a version with each edge's operation."""
     from imagelib.library import lineage as run
 
-    try:
-        emit(run(version), as_json)
-    except ImagelibError as exc:
-        fail(exc, as_json)
+    emit(run(version), as_json)
 
 
 @app.command("filter")
+@coded
 def filter_(
     version: str,
-    chain: Annotated[Path, typer.Option(help="JSON file with the list of ops")],
+    chain: Annotated[str, typer.Option(help="JSON file with the list of ops, or the JSON text itself")],
     as_json: JsonOpt = False,
 ) -> None:
     """Apply a filter chain to a version: a new derived version with lineage (idempotent)."""
     from imagelib.derive import apply_version
 
-    try:
-        ops = _read_chain(chain)
-        emit(apply_version(version, ops, progress=not as_json), as_json)
-    except ImagelibError as exc:
-        fail(exc, as_json)
-
-
-def _read_chain(path: Path) -> list[dict[str, Any]]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"chain file {path}: {exc}", code="CHAIN_INVALID", field="chain") from exc
-    if not isinstance(value, list):
-        raise UsageError(
-            f"chain file {path}: expected a JSON list of ops", code="CHAIN_INVALID", field="chain"
-        )
-    return value
+    emit(apply_version(version, chain, progress=not as_json), as_json)
 
 
 @app.command()
+@coded
 def search(
     bbox: Annotated[str | None, typer.Option(help="W,S,E,N in EPSG:4326")] = None,
     time: Annotated[str | None, typer.Option(help="START/END (ISO 8601; either side may be '..')")] = None,
@@ -158,10 +154,7 @@ def search(
     """Find versions by bounding box, time range, namespace and dtype."""
     from imagelib.library import search as run
 
-    try:
-        emit(run(bbox=parse_bbox(bbox), time=parse_interval(time), namespace=namespace, dtype=dtype), as_json)
-    except ImagelibError as exc:
-        fail(exc, as_json)
+    emit(run(bbox=parse_bbox(bbox), time=parse_interval(time), namespace=namespace, dtype=dtype), as_json)
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
@@ -181,7 +174,7 @@ def parse_interval(text: str | None) -> tuple[datetime | None, datetime | None] 
     """``"START/END"`` (ISO 8601, ``..`` open) → aware datetimes."""
     if text is None:
         return None
-    from imagelib.ingestion import parse_time
+    from imagelib.stored import parse_time
 
     parts = text.split("/")
     if len(parts) != 2:
@@ -194,14 +187,16 @@ def parse_interval(text: str | None) -> tuple[datetime | None, datetime | None] 
 
 
 @app.command()
+@coded
 def gc(as_json: JsonOpt = False) -> None:
     """Remove abandoned staging data left by killed ingests."""
-    from imagelib.storage import Store
+    from imagelib.context import current
 
-    emit({"removed_staging": Store().collect_staging()}, as_json)
+    emit({"removed_staging": current().store.collect_staging()}, as_json)
 
 
 @app.command()
+@coded
 def demo(
     serve: Annotated[bool, typer.Option(help="serve the viewer after building")] = True,
     port: Annotated[int, typer.Option()] = 8000,
@@ -213,6 +208,7 @@ def demo(
 
 
 @app.command("tile")
+@coded
 def tile(
     version: str,
     out: Annotated[str, typer.Option(help="output folder or URL (s3://bucket/prefix)")],
@@ -223,29 +219,71 @@ def tile(
     embed: Annotated[bool, typer.Option(help="also write index.html + vendored viewer")] = False,
     axis: Annotated[str | None, typer.Option(help="volumes: slice across z|y|x, or views (xy+xz+yz)")] = None,
     index: Annotated[int | None, typer.Option(help="volumes: slice index (default: centre)")] = None,
-    chain: Annotated[Path | None, typer.Option(help="JSON filter chain applied before scaling")] = None,
+    chain: Annotated[
+        str | None, typer.Option(help="filter chain (JSON file or text) applied before scaling")
+    ] = None,
     bands: Annotated[str | None, typer.Option(help="1-based bands shown as RGB, e.g. 4,3,2")] = None,
     colormap: Annotated[str | None, typer.Option(help="single band: gray|viridis|magma|inferno")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write a DZI or XYZ pyramid of a version (progress bar on stderr)."""
-    from imagelib.tiling.export import tile_command
+    from imagelib.tiling.export import orthogonal_views, tile_version
+    from imagelib.tiling.scale import Style
+
+    style = Style(bands=parse_bands(bands), colormap=colormap)
+    if axis == "views":  # the three orthogonal views of a volume
+        result = orthogonal_views(version, out, embed=embed, style=style, progress=True, fmt=fmt or "png")
+    else:
+        options = {"tile_size": tile_size, "overlap": overlap, "axis": axis, "index": index, "chain": chain}
+        result = tile_version(
+            version, scheme, out, fmt=fmt, embed=embed, style=style, progress=True, **options
+        )
+    emit(result, as_json)
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """``"4,3,2"`` → ``(4, 3, 2)`` (1-based band numbers), checked."""
+    if not text:
+        return None
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError as exc:
+        raise UsageError(f"--bands {text!r} must be comma-separated integers", field="bands") from exc
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="jobs run at once (also the prefetch)")] = 1,
+    queue: Annotated[str, typer.Option(envvar="IMAGELIB_QUEUE_NAME", help="queue name")] = "imagelib.jobs",
+    imports: Annotated[
+        list[str] | None,
+        typer.Option("--import", envvar="IMAGELIB_WORKER_IMPORTS", help="module registering extra job kinds"),
+    ] = None,
+) -> None:
+    """Run queued jobs from IMAGELIB_QUEUE (an AMQP URL) until SIGTERM; JSON log lines on stderr."""
+    from imagelib.queue.worker import serve_forever
 
     try:
-        result = tile_command(
-            version,
-            scheme,
-            out,
-            fmt=fmt,
-            tile_size=tile_size,
-            overlap=overlap,
-            embed=embed,
-            axis=axis,
-            index=index,
-            chain=chain,
-            bands=bands,
-            colormap=colormap,
-        )
-        emit(result, as_json)
+        serve_forever(concurrency=concurrency, name=queue, imports=imports or [])
     except ImagelibError as exc:
-        fail(exc, as_json)
+        fail(exc, False)
+
+
+@app.command("dev-idp")
+@coded
+def dev_idp(
+    realm: Annotated[Path | None, typer.Option(help="Keycloak realm export file")] = None,
+    host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0: a free one)")] = 8080,
+    keys: Annotated[Path | None, typer.Option(help="private JWKS file (keys survive restarts)")] = None,
+    allow_remote: Annotated[bool, typer.Option(help="allow a non-loopback --host")] = False,
+    public_url: Annotated[str | None, typer.Option(help="base URL if not http://HOST:PORT")] = None,
+) -> None:
+    """Serve the Keycloak-compatible dev identity provider; prints its issuer URL on stdout."""
+    from imagelib.idp import serve
+
+    def ready(idp: Any) -> None:
+        sys.stdout.write(idp.issuer + "\n")
+        sys.stdout.flush()
+
+    serve(realm, host, port, keys_file=keys, allow_remote=allow_remote, public_url=public_url, on_ready=ready)

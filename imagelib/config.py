@@ -35,3 +35,12 @@ def settings() -> Settings:
         max_pixels=int(os.environ.get("IMAGELIB_MAX_PIXELS", str(4 * 1024**3))),
         max_side=int(os.environ.get("IMAGELIB_MAX_SIDE", str(1 << 20))),
     )
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password (contexts get printed in notebooks and logs)."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"

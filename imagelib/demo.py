@@ -109,7 +109,7 @@ def run_demo(serve: bool = True, port: int = 8000) -> dict[str, Any]:
 def build_viewer(version: str, out: Path) -> Path | None:
     """Export a self-contained deep-zoom viewer (DZI + OpenSeadragon) of a version, if tiling is installed."""
     try:
-        from imagelib.tiling.embed import export_embed
+        from imagelib.tiling.export import export_embed
     except ImportError:
         say("  (tiling module not available: no viewer built)")
         return None

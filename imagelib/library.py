@@ -1,44 +1,47 @@
-"""The notebook-facing Python API: a few verbs over the catalog and store from the environment."""
+"""The notebook-facing Python API: a few verbs over a library context (``lib=``, default :func:`current`)."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from imagelib.catalog import Catalog
-from imagelib.derive import apply_version, open_version
+from imagelib.context import Library, current
+from imagelib.derive import apply_version
 from imagelib.hashing import jsonable
 from imagelib.ingestion import ingest  # re-exported: imagelib.ingest keeps its full signature
+from imagelib.stored import open_version
 from imagelib.versioning import check_version_id
 
 __all__ = ["apply", "ingest", "lineage", "open", "search", "versions"]
 
 
-def open(version: str, level: int = 0) -> xr.DataArray:
+def open(version: str, level: int = 0, *, lib: Library | None = None) -> xr.DataArray:
     """A stored version as a lazy DataArray (``level`` picks a pyramid level, 0 = full resolution)."""
-    return open_version(version, level)
+    return open_version(version, level, lib=lib)
 
 
-def versions(namespace: str, dataset: str) -> list[dict[str, Any]]:
+def versions(namespace: str, dataset: str, *, lib: Library | None = None) -> list[dict[str, Any]]:
     """Versions of ``namespace/dataset``, oldest first."""
-    return [public_row(r) for r in Catalog().versions(namespace, dataset)]
+    return [public_row(r) for r in current(lib).catalog.versions(namespace, dataset)]
 
 
-def lineage(version: str) -> dict[str, Any]:
+def lineage(version: str, *, lib: Library | None = None) -> dict[str, Any]:
     """Ancestors and descendants of a version with the operation on each edge."""
-    return jsonable(Catalog().lineage(check_version_id(version)))
+    return jsonable(current(lib).catalog.lineage(check_version_id(version)))
 
 
-def apply(version: str, chain: list[dict[str, Any]] | str | Path) -> str:
-    """Apply a filter chain (list or JSON file) to a version; return the derived version's ID."""
-    if isinstance(chain, str | Path):
-        import json
-
-        chain = json.loads(Path(chain).read_text())
-    return apply_version(version, chain)["version"]
+def apply(
+    version: str,
+    chain: list[dict[str, Any]] | str | os.PathLike[str],
+    *,
+    lib: Library | None = None,
+    progress: bool = False,
+) -> str:
+    """Apply a chain (a list, JSON text or a JSON file) to a version; return the derived version's ID."""
+    return apply_version(version, chain, lib=lib, progress=progress)["version"]
 
 
 def search(
@@ -46,9 +49,12 @@ def search(
     time: tuple[datetime | None, datetime | None] | None = None,
     namespace: str | None = None,
     dtype: str | None = None,
+    *,
+    lib: Library | None = None,
 ) -> list[dict[str, Any]]:
     """Versions intersecting an EPSG:4326 bbox / time range, optionally in one namespace or dtype."""
-    return [public_row(r) for r in Catalog().search(bbox=bbox, time=time, namespace=namespace, dtype=dtype)]
+    rows = current(lib).catalog.search(bbox=bbox, time=time, namespace=namespace, dtype=dtype)
+    return [public_row(r) for r in rows]
 
 
 def public_row(row: dict[str, Any]) -> dict[str, Any]:

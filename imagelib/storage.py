@@ -1,19 +1,22 @@
-"""Object storage behind fsspec (``file://``, ``s3://``, ``gs://``, Ceph via S3) and one small interface.
+"""Object storage behind one small interface: :class:`LocalStore` (a directory) and :class:`FsspecStore`
+(``s3://``, ``gs://``, Ceph/MinIO via the S3 API, anything fsspec opens), as zarr-python's
+``LocalStore``/``FsspecStore``. ``Store(url)`` picks the class from the URL.
 
 Writes land under ``staging/<uuid>/`` and become visible only through :meth:`Store.publish`, after
-verification. On a local filesystem publishing is one atomic ``rename``; on object stores the
-objects are copied and a ``_PUBLISHED`` marker is written last, so readers never see half a version.
-The store knows nothing of the catalog.
+verification. A local store publishes with one atomic ``rename``; object stores copy the objects and
+write a ``_PUBLISHED`` marker last, so readers never see half a version. The store knows nothing of the
+catalog.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import mimetypes
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +25,51 @@ import zarr
 import zarr.storage
 
 from imagelib.config import settings
-from imagelib.errors import NotFound, StorageError
+from imagelib.errors import ImagelibError, NotFound, StorageError
 from imagelib.hashing import hash_entry, iter_blocks, tree_entries
 
 MARKER = "_PUBLISHED"
 
 
+def is_local_url(url: str) -> bool:
+    """True for plain paths and ``file://`` URLs."""
+    return "://" not in url or url.startswith("file://")
+
+
+@contextlib.contextmanager
+def storage_errors(what: str) -> Iterator[None]:
+    """Turn the backend's OSError/ClientError into a coded StorageError naming what failed."""
+    try:
+        yield
+    except ImagelibError:  # already coded (a store error, or an input error surfacing through a write)
+        raise
+    except FileNotFoundError as exc:
+        raise StorageError(f"{what}: not found ({exc})", field="store") from exc
+    except Exception as exc:  # botocore/gcsfs raise their own types for refused or unreachable stores
+        if isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in ("botocore", "aiohttp", "gcsfs"):
+            raise StorageError(f"{what} failed: {type(exc).__name__}: {exc}", field="store") from exc
+        raise
+
+
 class Store:
-    """An fsspec-backed object store rooted at ``url``."""
+    """An object store rooted at ``url``: keys are ``/``-separated paths under the root.
+
+    ``Store(url)`` returns a :class:`LocalStore` or :class:`FsspecStore`; subclasses implement only what
+    differs (staging folders, publishing, removal, the zarr store class).
+    """
+
+    def __new__(cls, url: str | None = None, storage_options: dict[str, Any] | None = None) -> Store:
+        if cls is Store:
+            cls = LocalStore if is_local_url(url or settings().store) else FsspecStore
+        return super().__new__(cls)
 
     def __init__(self, url: str | None = None, storage_options: dict[str, Any] | None = None):
         self.url = (url or settings().store).rstrip("/")
         self.options = storage_options or _options_from_env(self.url)
         self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.options)
-        self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
-        if self.local:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
 
     # -- keys -------------------------------------------------------------------------------
     def path(self, key: str) -> str:
@@ -50,10 +82,7 @@ class Store:
 
     def new_staging(self) -> str:
         """A fresh staging prefix; nothing under it is visible to readers."""
-        key = f"staging/{uuid.uuid4().hex}"
-        if self.local:
-            Path(self.path(key)).mkdir(parents=True)
-        return key
+        return f"staging/{uuid.uuid4().hex}"
 
     # -- writes -----------------------------------------------------------------------------
     def put_file(self, local: Path, key: str, on_bytes: Callable[[int], None] | None = None) -> str:
@@ -66,32 +95,43 @@ class Store:
         return digest.hexdigest()
 
     def _copy(self, local: Path, key: str, digest: Any, on_bytes: Callable[[int], None] | None) -> None:
-        try:
-            if self.local:
-                Path(self.path(key)).parent.mkdir(parents=True, exist_ok=True)
-            with local.open("rb") as src, self.fs.open(self.path(key), "wb") as dst:
-                for chunk in iter_blocks(src):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    if on_bytes:
-                        on_bytes(len(chunk))
-        except OSError as exc:
-            raise StorageError(f"writing {self.key_url(key)} failed: {exc}") from exc
+        with (
+            storage_errors(f"writing {self.key_url(key)}"),
+            local.open("rb") as src,
+            self.open_write(key) as dst,
+        ):
+            for chunk in iter_blocks(src):
+                digest.update(chunk)
+                dst.write(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
+
+    def open_write(self, key: str) -> Any:
+        """A binary file object writing ``key``."""
+        return self.fs.open(self.path(key), "wb")
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write one small object."""
+        with storage_errors(f"writing {self.key_url(key)}"):
+            self.fs.pipe_file(self.path(key), data)
 
     def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
-        """A zarr store at ``key`` (LocalStore on disk, FsspecStore elsewhere)."""
-        if self.local:
-            return zarr.storage.LocalStore(self.path(key), read_only=read_only)
+        """A zarr store at ``key``."""
         return zarr.storage.FsspecStore.from_url(
             self.key_url(key), storage_options=self.options, read_only=read_only
         )
 
     def verify_size(self, key: str, expected: int) -> None:
         """Refuse to publish a staged object whose size differs from what was written."""
-        found = self.fs.size(self.path(key))
+        with storage_errors(f"checking {self.key_url(key)}"):
+            found = self.fs.size(self.path(key))
         if found != expected:
             raise StorageError(
-                f"staged {key} has {found} bytes, expected {expected}", code="STORAGE_VERIFY_FAILED"
+                f"staged {key} has {found} bytes, expected {expected}",
+                code="STORAGE_VERIFY_FAILED",
+                field="size",
+                expected=expected,
+                found=found,
             )
 
     def publish(self, staging: str, final: str) -> bool:
@@ -99,28 +139,15 @@ class Store:
         if self.is_published(final):
             self.remove(staging)
             return False
-        if self.local:
-            Path(self.path(staging), MARKER).write_text("ok")
-            Path(self.path(final)).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(self.path(staging), self.path(final))
-            except OSError:  # another process published the same content-addressed key first
-                self.remove(staging)
-                if not self.is_published(final):
-                    raise
-                return False
-            return True
-        self.fs.copy(self.path(staging), self.path(final), recursive=True)
-        self.fs.pipe(self.path(f"{final}/{MARKER}"), b"ok")
+        with storage_errors(f"publishing {self.key_url(final)}"):
+            self.fs.copy(self.path(staging), self.path(final), recursive=True)
+            self.fs.pipe(self.path(f"{final}/{MARKER}"), b"ok")
         self.remove(staging)
         return True
 
     def remove(self, key: str) -> None:
         """Delete a key or prefix; missing keys are fine."""
-        if self.local:
-            shutil.rmtree(self.path(key), ignore_errors=True)
-            return
-        with contextlib.suppress(FileNotFoundError):
+        with storage_errors(f"removing {self.key_url(key)}"), contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(key), recursive=True)
 
     def collect_staging(self) -> int:
@@ -136,13 +163,98 @@ class Store:
     # -- reads ------------------------------------------------------------------------------
     def is_published(self, key: str) -> bool:
         """True when ``key`` exists and its publish completed."""
-        return self.fs.exists(self.path(f"{key}/{MARKER}"))
+        with storage_errors(f"reading {self.key_url(key)}"):
+            return self.fs.exists(self.path(f"{key}/{MARKER}"))
 
     def open_group(self, key: str) -> zarr.Group:
         """Open a published zarr group read-only."""
         if not self.is_published(key.rsplit("/", 1)[0]) and not self.is_published(key):
-            raise NotFound(f"{self.key_url(key)} is not published")
-        return zarr.open_group(store=self.zarr_store(key, read_only=True), mode="r")
+            raise NotFound(f"{self.key_url(key)} is not published", field="storage_url")
+        with storage_errors(f"opening {self.key_url(key)}"):
+            return zarr.open_group(store=self.zarr_store(key, read_only=True), mode="r")
+
+
+class LocalStore(Store):
+    """A directory on a local (or mounted) filesystem; publishing is one atomic ``rename``."""
+
+    def __init__(self, url: str | None = None, storage_options: dict[str, Any] | None = None):
+        super().__init__(url, storage_options)
+        with storage_errors(f"creating {self.url}"):
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+        self._folders: set[Path] = set()  # folders known to exist: one mkdir per folder, not per tile
+
+    def new_staging(self) -> str:
+        """A fresh staging folder."""
+        key = super().new_staging()
+        with storage_errors(f"creating {self.key_url(key)}"):
+            Path(self.path(key)).mkdir(parents=True)
+        return key
+
+    def open_write(self, key: str) -> Any:
+        """A binary file writing ``key`` (parent folders created)."""
+        path = Path(self.path(key))
+        if path.parent not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path.parent)  # set.add is atomic under the GIL; a repeated mkdir is harmless
+        return open(path, "wb")
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write one small object."""
+        with storage_errors(f"writing {self.key_url(key)}"), self.open_write(key) as fh:
+            fh.write(data)
+
+    def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
+        """zarr's LocalStore at ``key`` (the fast chunk writer recognises it)."""
+        return zarr.storage.LocalStore(self.path(key), read_only=read_only)
+
+    def publish(self, staging: str, final: str) -> bool:
+        """Write the marker into staging, then one ``rename``: the version appears whole or not at all."""
+        if self.is_published(final):
+            self.remove(staging)
+            return False
+        with storage_errors(f"publishing {self.key_url(final)}"):
+            Path(self.path(staging), MARKER).write_text("ok")
+            Path(self.path(final)).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(self.path(staging), self.path(final))
+            except OSError:  # another process published the same content-addressed key first
+                self.remove(staging)
+                if not self.is_published(final):
+                    raise
+                return False
+        return True
+
+    def remove(self, key: str) -> None:
+        """Delete a file or folder; missing keys are fine."""
+        self._folders.clear()
+        path = Path(self.path(key))
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+class FsspecStore(Store):
+    """An object store through fsspec (S3, GCS, Ceph, MinIO, memory); objects carry a Content-Type."""
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write one object with its Content-Type (buckets then serve exported viewers as a site)."""
+        with storage_errors(f"writing {self.key_url(key)}"):
+            self.fs.pipe_file(self.path(key), data, **self._headers(key))
+
+    def _headers(self, key: str) -> dict[str, str]:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        if not {"s3", "s3a"} & set(protocol):
+            return {}
+        return {"ContentType": mimetypes.guess_type(key)[0] or "application/octet-stream"}
+
+
+def store_root(storage_url: str, version: str) -> str:
+    """The store a version was written to: its storage URL minus ``/versions/<id>``."""
+    suffix = f"/versions/{version}"
+    if not storage_url.endswith(suffix):
+        raise StorageError(f"storage URL {storage_url!r} does not end in {suffix}", field="storage_url")
+    return storage_url[: -len(suffix)]
 
 
 def _options_from_env(url: str) -> dict[str, Any]:

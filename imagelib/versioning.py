@@ -13,7 +13,7 @@ import hashlib
 import re
 from typing import Any
 
-from imagelib import __version__
+from imagelib._version import __version__
 from imagelib.errors import UsageError
 from imagelib.hashing import canonical_json
 

@@ -185,3 +185,30 @@ def test_chain_halo() -> None:
     version_rl = [{"op": "richardson_lucy", "psf": {"type": "version", "id": "v1"}, "iterations": 2}]
     assert chain_halo(version_rl, 2, psf_resolver=lambda _: np.ones((5, 5)) / 25) == (8, 8)
     assert code_of(chain_halo, version_rl, 2).code == "PSF_UNRESOLVED"
+
+
+def test_registry_is_explicit_and_open_to_third_party_ops() -> None:
+    """The op registry is an object: a third-party op added to it validates, runs and enters the schema;
+    a duplicate name is refused."""
+    from typing import Literal
+
+    from imagelib.filters import OpRegistry, chain_schema
+    from imagelib.filters.base import Op
+
+    class Negate(Op):
+        op: Literal["negate_test"] = "negate_test"
+        scope = "band"
+
+        def __call__(self, array, xp):  # type: ignore[no-untyped-def]
+            return -array
+
+    REGISTRY.add(Negate)
+    try:
+        assert [type(o) for o in validate_chain([{"op": "negate_test"}])] == [Negate]
+        assert "negate_test" in chain_schema()["items"]["discriminator"]["mapping"]
+        np.testing.assert_array_equal(apply_chain(np.ones((4, 4)), [{"op": "negate_test"}]), -np.ones((4, 4)))
+        with pytest.raises(ValueError):
+            REGISTRY.add(Negate)
+    finally:
+        REGISTRY._ops.pop("negate_test")
+    assert isinstance(REGISTRY, OpRegistry) and "gaussian" in REGISTRY and len(REGISTRY) == 15

@@ -7,6 +7,7 @@ Concurrent writers are safe: inserts of content-addressed rows are idempotent (c
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,12 +18,15 @@ import sqlalchemy as sa
 from filelock import FileLock
 
 from imagelib.catalog import schema as t
-from imagelib.config import settings
+from imagelib.config import redact_url, settings
 from imagelib.errors import CatalogError, NotFound, UsageError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MIGRATIONS = Path(__file__).with_name("migrations")
 PG_MIGRATION_LOCK = 0x1A6E11B  # pg_advisory_lock key shared by every imagelib process
+CONNECT_TIMEOUT_S = 5
+#: pauses between connection attempts: connecting is always safe to retry (nothing was executed)
+CONNECT_RETRY_DELAYS_S = (0.2, 0.5)
 HEAD_REVISION = "0001"  # newest file in migrations/versions (a test keeps the two in step)
 
 
@@ -62,16 +66,19 @@ def make_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # a bounded connect timeout: an unreachable host must give CATALOG_UNAVAILABLE, not a hang
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
 
 
 def at_head(engine: sa.Engine) -> bool:
-    """True when the database already has the newest schema (skips importing Alembic at all)."""
-    try:
-        with engine.connect() as conn:
+    """True when the database already has the newest schema (skips importing Alembic at all).
+
+    A database that cannot be reached raises (it is not "behind"); a missing version table is False."""
+    with engine.connect() as conn:
+        try:
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
-    except sa.exc.DBAPIError:
-        return False
+        except sa.exc.DBAPIError:
+            return False
 
 
 def migrate(engine: sa.Engine) -> None:
@@ -100,10 +107,34 @@ class Catalog:
 
     def __init__(self, url: str | None = None):
         self.url = url or settings().catalog
-        self.engine = make_engine(self.url)
-        if not at_head(self.engine):
+        try:
+            self.engine = make_engine(self.url)
+        except (sa.exc.ArgumentError, ImportError) as exc:
+            raise UsageError(
+                f"catalog URL {redact_url(self.url)!r} is not usable: {exc}", field="catalog"
+            ) from exc
+        if not self._retrying(lambda: at_head(self.engine)):
             with self._migration_lock():
-                migrate(self.engine)
+                self._retrying(lambda: migrate(self.engine))
+
+    def _retrying(self, step: Any) -> Any:
+        """Run ``step``; an unreachable database is retried briefly, then CATALOG_UNAVAILABLE."""
+        for delay in (*CONNECT_RETRY_DELAYS_S, None):
+            try:
+                return step()
+            except sa.exc.OperationalError as exc:
+                if delay is None:
+                    raise self._unavailable(exc) from exc
+                time.sleep(delay)
+        return None
+
+    def _unavailable(self, exc: BaseException) -> CatalogError:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return CatalogError(
+            f"catalog {redact_url(self.url)} cannot be reached: {reason}",
+            code="CATALOG_UNAVAILABLE",
+            field="catalog",
+        )
 
     def _migration_lock(self) -> Any:
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
@@ -115,8 +146,9 @@ class Catalog:
     @contextmanager
     def begin(self, write: bool = True) -> Iterator[sa.Connection]:
         """One transaction (``write=False`` for reads); database errors become coded CatalogError."""
+        conn = self._retrying(self.engine.connect)
         try:
-            with self.engine.connect() as conn, conn.execution_options(imagelib_write=write).begin():
+            with conn, conn.execution_options(imagelib_write=write).begin():
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
             raise CatalogError(f"catalog operation failed: {exc.__class__.__name__}: {exc}") from exc
@@ -183,6 +215,23 @@ class Catalog:
             return (
                 conn.execute(sa.select(t.versions.c.id).where(t.versions.c.id == version)).first() is not None
             )
+
+    def memberships(self, version_ids: list[str]) -> dict[str, list[str]]:
+        """``{version: ["namespace/dataset", ...]}`` for many versions in one query (search results)."""
+        out: dict[str, list[str]] = {v: [] for v in version_ids}
+        if not version_ids:
+            return out
+        query = (
+            sa.select(t.dataset_versions.c.version_id, t.namespaces.c.name, t.datasets.c.name)
+            .join(t.datasets, t.datasets.c.id == t.dataset_versions.c.dataset_id)
+            .join(t.namespaces, t.namespaces.c.id == t.datasets.c.namespace_id)
+            .where(t.dataset_versions.c.version_id.in_(version_ids))
+            .order_by(t.namespaces.c.name, t.datasets.c.name)
+        )
+        with self.begin(write=False) as conn:
+            for version, namespace, dataset in conn.execute(query):
+                out[version].append(f"{namespace}/{dataset}")
+        return out
 
     def versions(self, namespace: str, dataset: str) -> list[dict[str, Any]]:
         """Versions of a dataset, oldest first."""

@@ -13,7 +13,7 @@ chain engine feeds an op:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import ModuleType
 from typing import Any, ClassVar, Literal
 
@@ -22,9 +22,6 @@ from pydantic import BaseModel, ConfigDict
 from imagelib.errors import ImagelibError
 
 Scope = Literal["band", "local", "global"]
-
-#: op name -> model class; filled by :func:`register`.
-REGISTRY: dict[str, type[Op]] = {}
 
 
 class Op(BaseModel):
@@ -56,11 +53,31 @@ class Op(BaseModel):
         raise NotImplementedError
 
 
-def register(cls: type[Op]) -> type[Op]:
-    """Class decorator adding an op model to :data:`REGISTRY` under its ``op`` literal."""
-    name = cls.model_fields["op"].default
-    REGISTRY[name] = cls
-    return cls
+class OpRegistry(Mapping[str, "type[Op]"]):
+    """Op name → op model class: an explicit object (see :mod:`imagelib.filters.registry` for the built-in
+    ops); :meth:`add` registers a third-party op."""
+
+    def __init__(self, ops: Iterable[type[Op]] = ()) -> None:
+        self._ops: dict[str, type[Op]] = {}
+        for cls in ops:
+            self.add(cls)
+
+    def add(self, cls: type[Op]) -> type[Op]:
+        """Register ``cls`` under its ``op`` literal (usable as a class decorator); names are unique."""
+        name = cls.model_fields["op"].default
+        if not isinstance(name, str) or name in self._ops:
+            raise ValueError(f"op name {name!r} is missing or already registered")
+        self._ops[name] = cls
+        return cls
+
+    def __getitem__(self, name: str) -> type[Op]:
+        return self._ops[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
 
 
 def param_error(

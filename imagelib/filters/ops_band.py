@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from imagelib.backend import to_xp
 from imagelib.errors import ImagelibError
-from imagelib.filters.base import Op, Scope, register
+from imagelib.filters.base import Op, Scope
 
 Range = tuple[float, float]
 
@@ -61,7 +61,6 @@ def _linear(x: Any, xp: ModuleType, in_range: Range, out_range: Range, clip: boo
     return y.astype(x.dtype)
 
 
-@register
 class BandScale(BandOp):
     """Linear map ``in_range`` → ``out_range`` computed in float64, clipped to ``out_range`` by default."""
 
@@ -83,7 +82,6 @@ class BandScale(BandOp):
         )
 
 
-@register
 class Clip(BandOp):
     """Clip values to ``[min, max]`` (either bound may be omitted)."""
 
@@ -104,7 +102,6 @@ class Clip(BandOp):
         return self.map_bands(array, xp, lambda x, _: xp.clip(x, self.min, self.max))
 
 
-@register
 class Gamma(BandOp):
     """``gain * x**gamma`` (skimage.exposure.adjust_gamma); negative values are taken as 0."""
 
@@ -118,7 +115,6 @@ class Gamma(BandOp):
         )
 
 
-@register
 class PercentileStretch(BandOp):
     """Per band, map the ``low``..``high`` percentiles (NaN ignored) onto ``out_range`` like band_scale.
 

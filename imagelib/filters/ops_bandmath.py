@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from imagelib.errors import ImagelibError
-from imagelib.filters.base import Op, Scope, register
+from imagelib.filters.base import Op, Scope
 
 MAX_EXPR_LENGTH = 1000
 MAX_NODES = 200
@@ -122,7 +122,6 @@ def _evaluate(node: ast.AST, bands: Any, xp: ModuleType) -> Any:
     return fn(*(_evaluate(a, bands, xp) for a in node.args))
 
 
-@register
 class BandMath(Op):
     """One output band from an expression over bands ``b1``…``bN``, e.g. ``(b4-b3)/(b4+b3)``.
 

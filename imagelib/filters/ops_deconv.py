@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from imagelib.backend import fft_for, signal_for
-from imagelib.filters.base import Op, Scope, param_error, register
+from imagelib.filters.base import Op, Scope, param_error
 from imagelib.filters.psf import Psf, PsfResolver, resolve
 
 MAX_OVERLAP = 512
@@ -62,7 +62,6 @@ def laplacian(ndim: int) -> np.ndarray:
     return kernel
 
 
-@register
 class Wiener(_DeconvOp):
     """Wiener–Hunt deconvolution with a Laplacian regulariser (== ``skimage.restoration.wiener``,
     ``clip=False``); circular boundary, so a global op."""
@@ -84,7 +83,6 @@ class Wiener(_DeconvOp):
         return fft.irfftn(wiener * fft.rfftn(array), s=shape).astype(array.dtype)
 
 
-@register
 class RichardsonLucy(_DeconvOp):
     """Richardson–Lucy (== ``skimage.restoration.richardson_lucy(x, psf, iterations, clip=False)``).
 

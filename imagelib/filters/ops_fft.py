@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, model_validator
 
 from imagelib.backend import fft_for
-from imagelib.filters.base import Op, Scope, check_axes, register
+from imagelib.filters.base import Op, Scope, check_axes
 
 MAX_OVERLAP = 512
 
@@ -82,7 +82,6 @@ class _FFTOp(Op):
         return apply_mask(array, self.mask(array.shape, xp, array.dtype), xp)
 
 
-@register
 class FFTLowpass(_FFTOp):
     """Keep frequencies below ``high`` (cycles/pixel)."""
 
@@ -96,7 +95,6 @@ class FFTLowpass(_FFTOp):
         return lowpass(shape, self.high, self.kind, self.order, xp, dtype)
 
 
-@register
 class FFTHighpass(_FFTOp):
     """Keep frequencies above ``low`` (cycles/pixel)."""
 
@@ -110,7 +108,6 @@ class FFTHighpass(_FFTOp):
         return 1 - lowpass(shape, self.low, self.kind, self.order, xp, dtype)
 
 
-@register
 class FFTBandpass(_FFTOp):
     """Keep frequencies between ``low`` and ``high`` (cycles/pixel)."""
 
@@ -132,7 +129,6 @@ class FFTBandpass(_FFTOp):
         return lowpass(shape, self.high, self.kind, self.order, xp, dtype) * (1 - low)
 
 
-@register
 class Notch(Op):
     """Remove periodic noise: gaussian notches of ``width`` at each ``±f_k`` (cycles/pixel per axis)."""
 

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from imagelib.backend import ndimage_for, to_numpy, to_xp
-from imagelib.filters.base import Op, Scope, check_axes, gaussian_radius, per_axis, register
+from imagelib.filters.base import Op, Scope, check_axes, gaussian_radius, per_axis
 
 Sigma = float | list[float]
 _SIGMA = Field(1.0, description="standard deviation in pixels: one number, or one per spatial axis")
@@ -29,7 +29,6 @@ def _check_sigma(sigma: Sigma) -> Sigma:
     return sigma
 
 
-@register
 class Gaussian(_Local):
     """``scipy.ndimage.gaussian_filter(x, sigma, mode="reflect", truncate=truncate)``."""
 
@@ -51,7 +50,6 @@ class Gaussian(_Local):
         return ndimage_for(xp).gaussian_filter(array, sigma, mode="reflect", truncate=self.truncate)
 
 
-@register
 class Median(_Local):
     """``scipy.ndimage.median_filter(x, size, mode="reflect")``."""
 
@@ -78,7 +76,6 @@ class Median(_Local):
         return ndimage_for(xp).median_filter(array, size=size, mode="reflect")
 
 
-@register
 class Unsharp(_Local):
     """``x + amount * (x - gaussian(x, sigma))`` with the gaussian op's reflect semantics."""
 
@@ -103,7 +100,6 @@ class Unsharp(_Local):
         return array + self.amount * (array - self._blur()(array, xp))
 
 
-@register
 class BackgroundSubtract(_Local):
     """``x - background``: skimage ``rolling_ball(x, radius)`` (CPU) or a white top-hat with a ball.
 

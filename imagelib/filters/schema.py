@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 
 from imagelib.errors import ImagelibError
-from imagelib.filters import ops_band, ops_bandmath, ops_deconv, ops_fft, ops_spatial  # noqa: F401 (register)
-from imagelib.filters.base import REGISTRY, Op
+from imagelib.filters.base import Op
+from imagelib.filters.registry import REGISTRY
 
 MAX_CHAIN_LENGTH = 64
 ChainLike = list[dict[str, Any]] | list[Op] | str
@@ -102,6 +104,27 @@ def _sorted(value: Any) -> Any:
 def canonical_chain(chain: ChainLike) -> list[dict[str, Any]]:
     """The chain with defaults filled, values normalised (1 → 1.0 for floats) and keys sorted."""
     return [_sorted(op.model_dump(mode="json")) for op in validate_chain(chain)]
+
+
+def load_chain(chain: ChainLike | os.PathLike[str] | None) -> list[dict[str, Any]]:
+    """The one chain loader: a list, JSON text or a JSON file path → the validated canonical chain.
+
+    Text whose first character is ``[`` or ``{`` is JSON; other text and path objects name a file. No
+    chain (``None``) is the empty chain. Every failure is a coded error (CHAIN_INVALID, OP_UNKNOWN, …)."""
+    if chain is None:
+        return []
+    if isinstance(chain, os.PathLike) or (
+        isinstance(chain, str) and not chain.lstrip().startswith(("[", "{"))
+    ):
+        path = Path(os.fspath(chain))
+        try:
+            chain = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _chain_error(
+                f"chain {str(path)!r} is neither JSON text nor a readable file ({exc.__class__.__name__})",
+                field="chain",
+            ) from None
+    return canonical_chain(chain)
 
 
 def chain_json(chain: ChainLike) -> str:

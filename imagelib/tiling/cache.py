@@ -107,6 +107,10 @@ class TileCache:
             self.memory.put(key, found)
         return found
 
+    def clear(self) -> None:
+        """Forget the tiles held in memory (a disk cache stays: its keys include the store)."""
+        self.memory.clear()
+
     def put(self, key: str, data: bytes) -> None:
         """Remember a tile."""
         self.memory.put(key, data)

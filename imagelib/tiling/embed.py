@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 from string import Template
 from typing import Any
 
@@ -113,11 +112,3 @@ def iframe_snippet(url: str, width: str = "100%", height: str = "600") -> str:
         f'<iframe src="{html.escape(src, quote=True)}" width="{width}" height="{height}" '
         'style="border:0" loading="lazy" allowfullscreen></iframe>'
     )
-
-
-def export_embed(version: str, out: str | Path, scheme: str = "dzi", **options: Any) -> str:
-    """Tiles + index.html + vendored viewer for ``version`` in ``out``; return the folder URL or path."""
-    from imagelib.tiling.export import tile_version
-
-    result = tile_version(version, scheme, out, embed=True, **options)
-    return str(out) if "://" not in str(out) else result["out"]

@@ -3,11 +3,11 @@ bucket, optionally with an embeddable viewer."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from imagelib.context import Library
 from imagelib.errors import UsageError
 from imagelib.tiling.embed import dzi_page, iframe_snippet, views_page, write_viewer, xyz_page
 from imagelib.tiling.encode import normalize_format
@@ -16,14 +16,6 @@ from imagelib.tiling.render import Chain, renderer_for
 from imagelib.tiling.scale import Style
 from imagelib.tiling.sink import Sink
 from imagelib.tiling.volume import AXES, VIEWS
-
-
-def load_chain(chain: Chain | str | os.PathLike[str] | None) -> Chain | None:
-    """A chain given as a list, JSON text or a JSON file path."""
-    if chain is None or isinstance(chain, list):
-        return chain
-    text = os.fspath(chain)
-    return json.loads(Path(text).read_text() if not text.lstrip().startswith("[") else text)
 
 
 def tile_version(
@@ -41,12 +33,13 @@ def tile_version(
     style: Style | None = None,
     name: str | None = None,
     progress: bool = False,
+    lib: Library | None = None,
 ) -> dict[str, Any]:
     """Write a pyramid of ``version``; return ``{"scheme","out","format","tiles",...}`` (+ viewer info)."""
     if scheme not in ("dzi", "xyz"):
         raise UsageError(f"unknown scheme {scheme!r}", field="scheme", expected=["dzi", "xyz"], found=scheme)
     fmt = normalize_format(fmt or ("jpg" if scheme == "dzi" else "png"))
-    renderer = renderer_for(version, load_chain(chain), axis=axis, index=index, style=style)
+    renderer = renderer_for(version, chain, axis=axis, index=index, style=style, lib=lib)
     sink = Sink(out)
     title = str(renderer.plane.attrs.get("name") or version)
     result: dict[str, Any] = {"version": version, "scheme": scheme, "out": sink.url, "format": fmt}
@@ -82,6 +75,7 @@ def orthogonal_views(
     embed: bool = False,
     style: Style | None = None,
     progress: bool = False,
+    lib: Library | None = None,
 ) -> dict[str, Any]:
     """The xy, xz and yz views of a volume through ``point`` (z, y, x; default centre) as three DZIs
     (``xy.dzi``, ``xz.dzi``, ``yz.dzi``), each resampled to square physical pixels."""
@@ -89,7 +83,7 @@ def orthogonal_views(
     grids = {}
     for view, axis in VIEWS.items():
         index = None if point is None else point[AXES.index(axis)]
-        renderer = renderer_for(version, axis=axis, index=index, style=style)
+        renderer = renderer_for(version, axis=axis, index=index, style=style, lib=lib)
         grids[view] = write_dzi(renderer, sink, view, fmt, progress=progress)
     result: dict[str, Any] = {
         "version": version,
@@ -103,28 +97,7 @@ def orthogonal_views(
     return result
 
 
-def tile_command(
-    version: str,
-    scheme: str,
-    out: str,
-    *,
-    bands: str | None = None,
-    colormap: str | None = None,
-    **options: Any,
-) -> dict[str, Any]:
-    """The ``imagelib tile`` command: parse ``--bands 4,3,2``/``--colormap``, show a progress bar."""
-    try:
-        band_list = tuple(int(b) for b in bands.split(",")) if bands else None
-    except ValueError as exc:
-        raise UsageError(f"--bands {bands!r} must be comma-separated integers", field="bands") from exc
-    style = Style(bands=band_list, colormap=colormap)
-    if options.get("axis") == "views":  # the three orthogonal views of a volume
-        return orthogonal_views(
-            version,
-            out,
-            embed=options.get("embed", False),
-            style=style,
-            progress=True,
-            fmt=options.get("fmt") or "png",
-        )
-    return tile_version(version, scheme, out, style=style, progress=True, **options)
+def export_embed(version: str, out: str | Path, scheme: str = "dzi", **options: Any) -> str:
+    """Tiles + index.html + vendored viewer for ``version`` in ``out``; return the folder URL or path."""
+    result = tile_version(version, scheme, out, embed=True, **options)
+    return str(out) if "://" not in str(out) else result["out"]

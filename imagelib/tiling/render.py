@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
 import numpy as np
 
+from imagelib.context import Library, current
 from imagelib.errors import NotFound, UsageError
-from imagelib.tiling.cache import TileCache, tile_key
+from imagelib.tiling.cache import LruCache, TileCache, tile_key
 from imagelib.tiling.encode import Encoding, encode, normalize_format
 from imagelib.tiling.grid import DziGrid, Window
 from imagelib.tiling.scale import Scaling, Style, resolve, select, to_uint8
-from imagelib.tiling.source import Plane
+from imagelib.tiling.source import CHUNK_CACHE_BYTES, Plane
 from imagelib.tiling.xyz import TILE, XyzGrid
+from imagelib.versioning import check_version_id
 
 Chain = list[dict[str, Any]]
-CACHE = TileCache()
 
 
 def read(
@@ -165,47 +169,80 @@ def tile_not_found(scheme: str, z: int, x: int, y: int) -> NotFound:
     )
 
 
-@lru_cache(maxsize=32)
+#: renderers (opened versions) remembered per context
+RENDERERS = 32
+
+
+class _Renderers:
+    """A small LRU of renderers keyed by (store URL, version, slice, chain, style, encoding)."""
+
+    def __init__(self, size: int = RENDERERS) -> None:
+        self.size, self._items, self._lock = size, OrderedDict[Any, Renderer](), threading.Lock()
+
+    def get(self, key: Any, make: Any) -> Renderer:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        renderer = make()
+        with self._lock:
+            self._items[key] = renderer
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return renderer
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 def _renderer(
-    version: str, axis: str | None, index: int | None, chain: str | None, style: Style, encoding: Encoding
+    lib: Library,
+    version: str,
+    axis: str | None,
+    index: int | None,
+    chain: str | None,
+    style: Style,
+    encoding: Encoding,
 ) -> Renderer:
-    from imagelib.tiling.volume import plane_for
+    """The context's renderer for this request, opening the version on first use (the caches live on
+    the context, so another store or catalog never sees these entries)."""
 
-    group, key = open_group(version)
-    return Renderer(plane_for(group, key, axis, index), json.loads(chain) if chain else None, style, encoding)
+    def make() -> Renderer:
+        from imagelib.stored import open_group
+        from imagelib.tiling.volume import plane_for
+
+        group, store = open_group(version, lib=lib)
+        chunks = lib.cache("chunks", lambda: LruCache(CHUNK_CACHE_BYTES))
+        plane = plane_for(group, f"{store.url}/{version}", axis, index, chunks)
+        return Renderer(plane, json.loads(chain) if chain else None, style, encoding)
+
+    renderers = lib.cache("renderers", _Renderers)
+    return renderers.get((lib.settings.store, version, axis, index, chain, style, encoding), make)
 
 
-def open_group(version: str) -> tuple[Any, str]:
-    """The stored multiscale group of a version (read-only) and a cache key for it."""
-    from imagelib.catalog import Catalog
-    from imagelib.storage import Store
-    from imagelib.versioning import check_version_id
-
-    row = Catalog().get_version(check_version_id(version))
-    root = row["storage_url"].rsplit("/versions/", 1)[0]
-    return Store(root).open_group(f"versions/{version}/image.zarr"), f"{root}/{version}"
-
-
-def canonical(chain: Chain | str | None) -> str | None:
+def canonical(chain: Chain | str | os.PathLike[str] | None) -> str | None:
     """Canonical chain JSON (the cache key part), None for no chain."""
-    if not chain:
-        return None
-    from imagelib.filters import chain_json
+    from imagelib.filters import chain_json, load_chain
 
-    return chain_json(json.loads(chain) if isinstance(chain, str) else chain)
+    ops = load_chain(chain)
+    return chain_json(ops) if ops else None
 
 
 def renderer_for(
     version: str,
-    chain: Chain | str | None = None,
+    chain: Chain | str | os.PathLike[str] | None = None,
     *,
     axis: str | None = None,
     index: int | None = None,
     style: Style | None = None,
     encoding: Encoding | None = None,
+    lib: Library | None = None,
 ) -> Renderer:
     """A (memoised) renderer for a stored version or one slice of a volume."""
-    return _renderer(version, axis, index, canonical(chain), style or Style(), encoding or Encoding())
+    check_version_id(version)
+    lib = current(lib)
+    return _renderer(lib, version, axis, index, canonical(chain), style or Style(), encoding or Encoding())
 
 
 def render_tile(
@@ -223,12 +260,21 @@ def render_tile(
     tile_size: int = 254,
     overlap: int = 1,
     encoding: Encoding | None = None,
-    cache: TileCache | None = CACHE,
+    cache: TileCache | Literal["context"] | None = "context",
+    lib: Library | None = None,
 ) -> bytes:
-    """Encoded bytes of one tile (DZI ``level/col/row`` or XYZ ``z/x/y``), cached; TILE_NOT_FOUND outside."""
+    """Encoded bytes of one tile (DZI ``level/col/row`` or XYZ ``z/x/y``), cached; TILE_NOT_FOUND outside.
+
+    ``cache`` is the context's tile cache by default; pass a :class:`TileCache` or None (no caching)."""
+    check_version_id(version)
+    lib = current(lib)
     fmt, style, encoding = normalize_format(fmt), style or Style(), encoding or Encoding()
     chain_text = canonical(chain)
+    if cache == "context":
+        cache = lib.cache("tiles", TileCache)
     key = tile_key(
+        store=lib.settings.store,
+        catalog=lib.settings.catalog,
         version=version,
         scheme=scheme,
         tile=[z, x, y],
@@ -242,7 +288,7 @@ def render_tile(
     )
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
-    renderer = _renderer(version, axis, index, chain_text, style, encoding)
+    renderer = _renderer(lib, version, axis, index, chain_text, style, encoding)
     if scheme == "xyz":
         data = renderer.xyz(renderer.xyz_grid, z, x, y, fmt)
     elif scheme == "dzi":

@@ -18,8 +18,9 @@ from imagelib.multiscale import DIM_OF_AXIS, downsample2, read_level
 from imagelib.tiling.cache import LruCache
 from imagelib.tiling.grid import Window
 
-#: Decoded chunks shared by every stored plane of this process.
-CHUNKS = LruCache(256 * 1024**2)
+#: Decoded chunks of stored planes opened without a library context's own cache.
+CHUNK_CACHE_BYTES = 256 * 1024**2
+CHUNKS = LruCache(CHUNK_CACHE_BYTES)
 
 
 def level_count(height: int, width: int) -> int:
@@ -86,8 +87,11 @@ class MemoryPlane(Plane):
 class StoredPlane(Plane):
     """One plane of a stored multiscale group: all bands of ``band,y,x``, or slice ``index`` of ``z,y,x``."""
 
-    def __init__(self, group: zarr.Group, key: str, index: int | None = None) -> None:
+    def __init__(
+        self, group: zarr.Group, key: str, index: int | None = None, chunks: LruCache | None = None
+    ) -> None:
         self.group, self.key, self.index = group, key, index
+        self.chunks = CHUNKS if chunks is None else chunks  # a context passes its own (keyed by store)
         self.attrs = dict(read_level(group, 0).attrs)
         paths = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
         self.arrays = [group[p] for p in paths]
@@ -145,4 +149,4 @@ class StoredPlane(Plane):
         region[self.yaxis], region[self.xaxis] = slice(cy * ch, (cy + 1) * ch), slice(cx * cw, (cx + 1) * cw)
         for axis, i in lead:
             region[axis] = i
-        return CHUNKS.get_or_load((self.key, level, lead, cy, cx), lambda: arr[tuple(region)])
+        return self.chunks.get_or_load((self.key, level, lead, cy, cx), lambda: arr[tuple(region)])

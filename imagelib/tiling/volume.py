@@ -9,6 +9,7 @@ import numpy as np
 import zarr
 
 from imagelib.errors import UsageError
+from imagelib.tiling.cache import LruCache
 from imagelib.tiling.source import MemoryPlane, Plane, StoredPlane, dims_of
 
 AXES = ("z", "y", "x")
@@ -22,13 +23,19 @@ def spacing(attrs: dict[str, Any]) -> dict[str, float]:
     return {a: float(given.get(a) or 1.0) for a in AXES}
 
 
-def plane_for(group: zarr.Group, key: str, axis: str | None = None, index: int | None = None) -> Plane:
+def plane_for(
+    group: zarr.Group,
+    key: str,
+    axis: str | None = None,
+    index: int | None = None,
+    chunks: LruCache | None = None,
+) -> Plane:
     """The plane to tile: the image itself, or slice ``index`` across ``axis`` of a volume."""
     dims = dims_of(group)
     if "z" not in dims:
         if axis not in (None, "z") or index not in (None, 0):
             raise UsageError("--axis/--index apply to z,y,x volumes only", field="axis")
-        return StoredPlane(group, key)
+        return StoredPlane(group, key, chunks=chunks)
     axis = axis or "z"
     if axis not in AXES:
         raise UsageError(f"axis must be one of {AXES}", field="axis", found=axis)
@@ -36,7 +43,7 @@ def plane_for(group: zarr.Group, key: str, axis: str | None = None, index: int |
     index = size // 2 if index is None else index
     if not 0 <= index < size:
         raise UsageError(f"index {index} outside 0..{size - 1} along {axis}", field="index", found=index)
-    plane = StoredPlane(group, key, index) if axis == "z" else None
+    plane = StoredPlane(group, key, index, chunks) if axis == "z" else None
     sp = spacing(plane.attrs if plane else StoredPlane(group, key, 0).attrs)
     if plane is not None and sp["y"] == sp["x"]:
         return plane
