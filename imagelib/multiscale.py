@@ -61,7 +61,7 @@ def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, A
             str(level),
             shape=shape,
             chunks=chunks_for(shape),
-            dtype=data.dtype,
+            dtype=np.dtype(data.dtype.str),  # canonical type code: zarr refuses e.g. "L" for uint64
             compressors=COMPRESSOR,
             fill_value=_fill(fill, data.dtype),
             overwrite=True,
@@ -109,6 +109,8 @@ def downsample2(block: np.ndarray, nodata: Any = None) -> np.ndarray:
         block = np.pad(block, pad, mode="edge")
     quads = (block[..., ::2, ::2], block[..., 1::2, ::2], block[..., ::2, 1::2], block[..., 1::2, 1::2])
     has_nodata = nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata))
+    if block.dtype.kind in "iu" and block.dtype.itemsize == 8:
+        return _wide_int_mean(quads, block.dtype, nodata if has_nodata else None)
     if block.dtype.kind in "iu" and not has_nodata:
         total = quads[0].astype(_accumulator(block.dtype))
         for q in quads[1:]:
@@ -124,6 +126,25 @@ def _accumulator(dtype: np.dtype) -> type:
     if dtype.itemsize == 1:
         return np.int16 if dtype.kind == "i" else np.uint16
     return np.int32 if dtype.itemsize == 2 else np.int64
+
+
+def _wide_int_mean(quads: tuple[np.ndarray, ...], dtype: np.dtype, nodata: Any) -> np.ndarray:
+    """Exact ``floor(mean + 0.5)`` for 64-bit integers, where a sum of four overflows and float64 rounds.
+
+    Without nodata each value is split as ``4q + r`` (``q = v >> 2``, ``r = v & 3``): the four ``q`` sum
+    without overflow and the remainders carry the rounding. With nodata (rare) Python integers do it."""
+    if nodata is None:
+        total = sum(q >> 2 for q in quads)
+        total += (sum(q & 3 for q in quads) + 2) >> 2
+        return total.astype(dtype)
+    marker = np.array(nodata).astype(dtype)
+    values = [q.astype(object) for q in quads]
+    valid = [q != marker for q in quads]
+    count = sum(v.astype(np.int64) for v in valid)
+    total = sum(np.where(ok, v, 0) for v, ok in zip(values, valid, strict=True))
+    safe = np.maximum(count, 1).astype(object)
+    mean = (2 * total + safe) // (2 * safe)  # floor(total / count + 1/2) in exact integer arithmetic
+    return np.where(count == 0, marker, mean).astype(dtype)
 
 
 def _masked_mean(quads: tuple[np.ndarray, ...], dtype: np.dtype, nodata: Any) -> np.ndarray:

@@ -122,9 +122,10 @@ class Store:
         )
 
     def verify_size(self, key: str, expected: int) -> None:
-        """Refuse to publish a staged object whose size differs from what was written."""
+        """Refuse to publish a staged object (or tree: the total of its files) whose size differs."""
         with storage_errors(f"checking {self.key_url(key)}"):
-            found = self.fs.size(self.path(key))
+            path = self.path(key)
+            found = self.fs.du(path, total=True) if self.fs.isdir(path) else self.fs.size(path)
         if found != expected:
             raise StorageError(
                 f"staged {key} has {found} bytes, expected {expected}",

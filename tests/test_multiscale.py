@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import xarray as xr
 import zarr
 
 from imagelib import multiscale
+from imagelib.multiscale import downsample2
 from imagelib.validation.content import read_through
 
 
@@ -86,3 +89,37 @@ def test_direct_chunk_writer_on_disk_reads_back_through_zarr(tmp_path, dtype: st
     reopened = zarr.open_group(tmp_path / "img.zarr", mode="r")
     np.testing.assert_array_equal(reopened["0"][...], a)
     np.testing.assert_array_equal(reopened["1"][...], multiscale.downsample2(a))
+
+
+@pytest.mark.parametrize("dtype", ["int64", "uint64"])
+@pytest.mark.parametrize("with_nodata", [False, True])
+def test_downsample_is_exact_for_64_bit_integers(dtype: str, with_nodata: bool) -> None:
+    """64-bit integers: no overflow (a sum of four does not fit) and no float64 rounding (above 2^53):
+    every output equals floor(mean + 1/2) computed with Python integers."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    edge = np.array([info.min, info.max, info.max - 1, info.min + 1, 2**60 + 1, 2**60 + 2], dtype=dtype)
+    block = rng.choice(edge, size=(32, 32)).astype(dtype)
+    nodata = int(edge[2]) if with_nodata else None
+    out = downsample2(block, nodata)
+    for (i, j), got in np.ndenumerate(out):
+        window = [int(v) for v in block[2 * i : 2 * i + 2, 2 * j : 2 * j + 2].ravel()]
+        valid = [v for v in window if nodata is None or v != nodata]
+        expected = nodata if not valid else (2 * sum(valid) + len(valid)) // (2 * len(valid))
+        assert int(got) == expected, (i, j, window)
+
+
+def test_uint64_images_ingest_with_levels(home: Path, tmp_path: Path) -> None:
+    """A uint64 image larger than one level ingests (it crashed with an uncoded TypeError) and its level 1
+    holds the exact rounded means."""
+    import tifffile
+
+    import imagelib
+
+    data = np.random.default_rng(3).integers(2**63, 2**64 - 1, (600, 600), dtype=np.uint64, endpoint=True)
+    tifffile.imwrite(tmp_path / "u64.tif", data)
+    version = imagelib.ingest(tmp_path / "u64.tif", "ns", "u64")["version"]
+    level1 = imagelib.open(version, level=1).values
+    quads = [data[a::2, b::2].astype(object) for a in (0, 1) for b in (0, 1)]
+    expected = ((sum(quads) + 2) // 4).astype(np.uint64)
+    np.testing.assert_array_equal(level1, expected)

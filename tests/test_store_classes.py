@@ -62,3 +62,17 @@ def test_store_root_of_a_version() -> None:
     assert store_root("s3://b/p/versions/abc", "abc") == "s3://b/p"
     with pytest.raises(StorageError):
         store_root("s3://b/p/other/abc", "abc")
+
+
+def test_verify_size_covers_directory_trees(tmp_path: Path, store: Store) -> None:
+    """A staged Zarr directory is checked by the total size of its files, not skipped."""
+    tree = tmp_path / "tree.zarr"
+    (tree / "0").mkdir(parents=True)
+    (tree / ".zgroup").write_bytes(b"{}")
+    (tree / "0" / "0.0").write_bytes(b"x" * 100)
+    staging = store.new_staging()
+    store.put_file(tree, f"{staging}/source/tree.zarr")
+    store.verify_size(f"{staging}/source/tree.zarr", 102)
+    with pytest.raises(StorageError) as info:
+        store.verify_size(f"{staging}/source/tree.zarr", 103)
+    assert info.value.code == "STORAGE_VERIFY_FAILED"

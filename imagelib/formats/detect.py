@@ -30,29 +30,38 @@ def check_local_path(source: str | os.PathLike[str]) -> Path:
 
 
 def detect_format(path: Path) -> str:
-    """Return one of ``tiff``, ``hdf5``, ``zarr`` (refined later by the readers) or raise a coded error."""
+    """The name of the registered reader claiming the content (``tiff``, ``hdf5``, ``zarr``, a plugin's)."""
+    from imagelib.formats.registry import reader_for
+
+    return reader_for(path).name
+
+
+def has_magic(path: Path, magics: tuple[bytes, ...], offsets: tuple[int, ...] = (0,)) -> bool:
+    """True when a regular file holds one of ``magics`` at one of ``offsets``."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as fh:
+        for offset in offsets:
+            fh.seek(offset)
+            head = fh.read(max(len(m) for m in magics))
+            if any(head.startswith(m) for m in magics):
+                return True
+    return False
+
+
+def unrecognized(path: Path) -> InputError:
+    """The coded error for content no reader claims (a plain directory, NetCDF classic, anything else)."""
     if path.is_dir():
-        if any((path / name).exists() for name in (".zgroup", ".zarray", "zarr.json")):
-            return "zarr"
-        raise InputError(f"{path}: a directory that is not a Zarr store", code="FORMAT_UNRECOGNIZED")
-    size = path.stat().st_size
-    if size == 0:
-        raise InputError(f"{path}: the file is empty (0 bytes)", code="FILE_EMPTY", field="size", found=0)
+        return InputError(f"{path}: a directory that is not a Zarr store", code="FORMAT_UNRECOGNIZED")
     with path.open("rb") as fh:
         head = fh.read(8)
-        if head[:4] in TIFF_MAGICS:
-            return "tiff"
-        for offset in HDF5_SUPERBLOCK_OFFSETS:
-            fh.seek(offset)
-            if fh.read(8) == HDF5_MAGIC:
-                return "hdf5"
     if head[:4] in NETCDF3_MAGICS:
-        raise InputError(
+        return InputError(
             f"{path}: NetCDF classic (v3) is not supported; convert to NetCDF4/HDF5",
             code="FORMAT_UNRECOGNIZED",
             found="netcdf3",
         )
-    raise InputError(
+    return InputError(
         f"{path}: content is not TIFF, HDF5/NetCDF4 or Zarr (first bytes {head[:8]!r})",
         code="FORMAT_UNRECOGNIZED",
         field="format",

@@ -11,7 +11,26 @@ import numpy as np
 import xarray as xr
 
 from imagelib.errors import InputError
+from imagelib.formats.detect import HDF5_MAGIC, HDF5_SUPERBLOCK_OFFSETS, has_magic
+from imagelib.formats.georef import check_plausible, crs_label
 from imagelib.formats.lazy import LazySource, guard_dimensions, to_dask
+from imagelib.formats.meta import RasterMeta
+
+IRREGULAR_TOLERANCE = 1e-3  # relative step difference above which 1-D coordinates are not an affine grid
+
+
+class HDF5Reader:
+    """HDF5 and NetCDF4 (``netcdf4`` when the file carries netCDF's markers)."""
+
+    name = "hdf5"
+
+    def guess_can_open(self, path: Path) -> bool:
+        """The HDF5 superblock signature at offset 0 or after a user block."""
+        return has_magic(path, (HDF5_MAGIC,), HDF5_SUPERBLOCK_OFFSETS)
+
+    def open(self, path: Path, address: str | None) -> xr.DataArray:
+        """One dataset, lazily (``address`` or the only image-like dataset)."""
+        return open_hdf5(path, address)
 
 
 def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
@@ -44,7 +63,7 @@ def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
                 field="dims",
                 found=list(obj.shape),
             )
-        dtype, attrs = _decode(fh, obj)
+        dtype, meta = _decode(fh, obj, f"{path}#{name}")
         shape, dims = tuple(obj.shape), _dims(obj)
     local = threading.local()
 
@@ -54,8 +73,8 @@ def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
         return np.asarray(local.ds[key]).view(dtype)
 
     data = to_dask(LazySource(shape, dtype, read))
-    attrs.update({"address": name})
-    return xr.DataArray(data, dims=dims, attrs=attrs)
+    meta.address = name
+    return xr.DataArray(data, dims=dims, attrs=meta.to_attrs())
 
 
 def candidate_datasets(fh: h5py.File) -> list[str]:
@@ -137,25 +156,23 @@ def _text(value: Any) -> Any:
     return value
 
 
-def _decode(fh: h5py.File, ds: h5py.Dataset) -> tuple[np.dtype, dict[str, Any]]:
+def _decode(fh: h5py.File, ds: h5py.Dataset, where: str) -> tuple[np.dtype, RasterMeta]:
     """CF conventions: ``_Unsigned``, ``_FillValue``, ``grid_mapping``; values stay raw (scale in attrs)."""
     dtype = ds.dtype
     if str(_text(ds.attrs.get("_Unsigned", ""))).lower() == "true" and dtype.kind == "i":
         dtype = np.dtype(f"u{dtype.itemsize}")
     fill = ds.attrs.get("_FillValue")
-    nodata = None if fill is None else float(np.asarray(fill).astype(ds.dtype).view(dtype).ravel()[0])
-    attrs: dict[str, Any] = {
-        "format": "netcdf4" if "_NCProperties" in fh.attrs or "_Netcdf4Dimid" in ds.attrs else "hdf5",
-        "nodata": nodata,
-        "scale_factor": _text(ds.attrs.get("scale_factor")),
-        "add_offset": _text(ds.attrs.get("add_offset")),
-        "units": _text(ds.attrs.get("units")),
-        "time": _text(fh.attrs.get("time_coverage_start")),
-        "time_end": _text(fh.attrs.get("time_coverage_end")),
-        "band_names": [],
-    }
-    attrs.update(_georef(fh, ds))
-    return np.dtype(dtype), attrs
+    meta = RasterMeta(
+        format="netcdf4" if "_NCProperties" in fh.attrs or "_Netcdf4Dimid" in ds.attrs else "hdf5",
+        nodata=None if fill is None else float(np.asarray(fill).astype(ds.dtype).view(dtype).ravel()[0]),
+        scale_factor=_text(ds.attrs.get("scale_factor")),
+        add_offset=_text(ds.attrs.get("add_offset")),
+        units=_text(ds.attrs.get("units")),
+        time=_text(fh.attrs.get("time_coverage_start")),
+        time_end=_text(fh.attrs.get("time_coverage_end")),
+    )
+    _georef(fh, ds, meta, where)
+    return np.dtype(dtype), meta
 
 
 def _dims(ds: h5py.Dataset) -> tuple[str, ...]:
@@ -167,39 +184,106 @@ def _dims(ds: h5py.Dataset) -> tuple[str, ...]:
     return ("band", "y", "x") if first in ("band", "bands", "channel", "c") else ("z", "y", "x")
 
 
-def _georef(fh: h5py.File, ds: h5py.Dataset) -> dict[str, Any]:
-    """CRS from the CF grid mapping and an affine transform from regular 1-D x/y coordinates."""
-    none = {"crs": None, "crs_wkt": None, "transform": None, "bounds": None, "georeferenced": False}
-    gm_name = _text(ds.attrs.get("grid_mapping"))
-    if not gm_name or gm_name not in fh or "x" not in fh or "y" not in fh:
-        return none
-    from pyproj import CRS
+def _georef(fh: h5py.File, ds: h5py.Dataset, meta: RasterMeta, where: str) -> None:
+    """CRS from the CF grid mapping (pyproj ``CRS.from_cf``) and an affine transform from 1-D x/y.
 
-    gm = {k: _text(v) for k, v in fh[gm_name].attrs.items()}
-    try:
-        crs = CRS.from_cf(gm)
-    except Exception:
-        return none
+    A grid mapping that is missing or unparseable is ``CRS_INVALID``; coordinates impossible in the CRS are
+    ``CRS_INCONSISTENT``; a valid CRS whose coordinates cannot give a transform is a ``CRS_MISSING`` warning.
+    """
+    gm_name = _text(ds.attrs.get("grid_mapping"))
+    if not gm_name:
+        return
+    crs, gm = _grid_mapping(fh, ds, str(gm_name), where)
+    coords = _xy_coordinates(fh, ds)
+    if coords is None:
+        meta.warn(
+            "CRS_MISSING",
+            f"{where}: grid mapping {gm_name!r} but no 1-D x/y coordinate variables; georeferencing lost",
+            "crs",
+            ("crs", "transform", "bounds"),
+        )
+        return
     # GOES-style fixed grids give x/y in radians of scan angle; metres = radians × satellite height.
     factor = (
         float(gm.get("perspective_point_height", 1.0))
         if gm.get("grid_mapping_name") == "geostationary"
         else 1.0
     )
-    x, y = (_cf_values(fh[n]) * factor for n in ("x", "y"))
-    if len(x) < 2 or len(y) < 2:
-        return none
+    x, y = (_cf_values(v) * factor for v in coords)
+    if len(x) < 2 or len(y) < 2 or not (_regular(x) and _regular(y)):
+        meta.warn(
+            "CRS_MISSING",
+            f"{where}: x/y coordinates are not a regular grid; no affine transform, georeferencing lost",
+            "transform",
+            ("crs", "transform", "bounds"),
+        )
+        return
     dx, dy = float(x[1] - x[0]), float(y[1] - y[0])
     left, top = float(x[0] - dx / 2), float(y[0] - dy / 2)
     right, bottom = left + dx * len(x), top + dy * len(y)
-    auth = crs.to_authority()
-    return {
-        "crs": f"{auth[0]}:{auth[1]}" if auth else crs.to_wkt(),
-        "crs_wkt": crs.to_wkt(),
-        "transform": [dx, 0.0, left, 0.0, dy, top],
-        "bounds": [min(left, right), min(top, bottom), max(left, right), max(top, bottom)],
-        "georeferenced": True,
-    }
+    bounds = [min(left, right), min(top, bottom), max(left, right), max(top, bottom)]
+    check_plausible(crs, bounds, max(abs(dx), abs(dy)), where)
+    meta.crs = crs_label(crs)
+    meta.crs_wkt = crs.to_wkt()
+    meta.transform = [dx, 0.0, left, 0.0, dy, top]
+    meta.bounds = bounds
+    meta.georeferenced = True
+
+
+def _grid_mapping(fh: h5py.File, ds: h5py.Dataset, name: str, where: str) -> tuple[Any, dict[str, Any]]:
+    """The CRS the ``grid_mapping`` attribute names; the file claims one, so failing to get it is an error."""
+    from pyproj import CRS
+
+    var = _lookup(fh, ds, name)
+    if var is None:
+        raise InputError(
+            f"{where}: grid_mapping names {name!r}, which is not in the file",
+            code="CRS_INVALID",
+            field="crs",
+            found=name,
+        )
+    gm = {k: _text(v) for k, v in var.attrs.items()}
+    try:
+        return CRS.from_cf(gm), gm
+    except Exception as exc:  # pyproj raises CRSError, but also KeyError/ValueError on odd attributes
+        raise InputError(
+            f"{where}: grid mapping {name!r} cannot be parsed as a CRS ({exc})",
+            code="CRS_INVALID",
+            field="crs",
+            found={k: v for k, v in gm.items() if isinstance(v, str | int | float)},
+        ) from exc
+
+
+def _lookup(fh: h5py.File, ds: h5py.Dataset, name: str) -> Any:
+    """A variable by name: relative to the dataset's group, then from the root (CF allows both)."""
+    for candidate in (f"{ds.parent.name.rstrip('/')}/{name}", name):
+        try:
+            obj = fh.get(candidate)
+        except Exception:
+            obj = None
+        if obj is not None:
+            return obj
+    return None
+
+
+def _xy_coordinates(fh: h5py.File, ds: h5py.Dataset) -> tuple[h5py.Dataset, h5py.Dataset] | None:
+    """The x and y coordinate variables: the dataset's dimension scales, else ``x``/``y`` beside it."""
+    scales = [ds.dims[i][0] if len(ds.dims[i]) else None for i in (ds.ndim - 1, ds.ndim - 2)]
+    if all(isinstance(s, h5py.Dataset) and s.ndim == 1 and s.dtype.kind in "uif" for s in scales):
+        x, y = scales
+        if len(x) == ds.shape[-1] and len(y) == ds.shape[-2]:
+            return x, y
+    x, y = _lookup(fh, ds, "x"), _lookup(fh, ds, "y")
+    if isinstance(x, h5py.Dataset) and isinstance(y, h5py.Dataset) and x.ndim == 1 and y.ndim == 1:
+        return x, y
+    return None
+
+
+def _regular(values: np.ndarray) -> bool:
+    if len(values) < 3:
+        return True
+    steps = np.diff(values)
+    return bool(np.all(np.abs(steps - steps[0]) <= IRREGULAR_TOLERANCE * abs(steps[0])) and steps[0] != 0)
 
 
 def _cf_values(var: h5py.Dataset) -> np.ndarray:

@@ -41,7 +41,9 @@ def default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
 def to_dask(source: Any, chunks: Sequence[int] | None = None) -> da.Array:
     """Wrap an array-like in dask without copying; reads happen chunk by chunk on compute."""
     chunks = tuple(chunks) if chunks else default_chunks(source.shape)
-    return da.from_array(source, chunks=chunks, lock=False, asarray=True, fancy=False, name=False)
+    # meta given: dask would otherwise read an empty slice (opening the file again) to learn the type
+    meta = np.empty((0,) * len(source.shape), dtype=source.dtype)
+    return da.from_array(source, chunks=chunks, lock=False, asarray=True, fancy=False, name=False, meta=meta)
 
 
 def guard_dimensions(shape: Sequence[int], dtype: Any, max_pixels: int | None = None) -> None:

@@ -1,8 +1,25 @@
-"""TIFF / BigTIFF / OME-TIFF on tifffile; dispatch of geo-referenced TIFFs to the rasterio reader."""
+"""TIFF / BigTIFF / OME-TIFF on tifffile; geo-referenced TIFFs go to the rasterio reader.
+
+What a TIFF becomes:
+
+- **GeoTIFF / COG** (GeoTIFF tags, no OME-XML): rasterio, ``band,y,x``; GeoKeys naming an EPSG code that
+  does not exist are ``CRS_INVALID`` (GDAL would guess a CRS).
+- **Pyramidal TIFF** (COG overviews, whole-slide images: reduced-resolution IFDs or SubIFDs): level 0 is
+  the image; :func:`open_tiff_levels` also returns the overviews that are exact 2× reductions
+  (``ceil(n / 2)`` per axis, as imagelib's own pyramid) as ready-made pyramid levels, stopping at the first
+  that is not.
+- **Multi-page TIFF without OME-XML**: tifffile groups consecutive pages of equal shape and dtype into one
+  series (axis ``I``), which becomes a ``z,y,x`` stack (ImageJ hyperstacks: T/Z → ``z``, C → ``band``).
+  Pages of another shape, or pages written as separate series, are further series: only series 0 is
+  read, and a ``SERIES_IGNORED`` warning says how many were left out.
+- **OME-TIFF** (an ``<OME>`` root in the ImageDescription): series 0 with physical sizes and channel
+  names from ``ome-types``; XML that does not parse gives a ``METADATA_INVALID`` warning, never a silent
+  plain ``tiff``.
+"""
 
 from __future__ import annotations
 
-import re
+import math
 import struct
 import threading
 from pathlib import Path
@@ -14,8 +31,12 @@ import xarray as xr
 import zarr
 
 from imagelib.errors import InputError
-from imagelib.formats.geotiff import open_geotiff
+from imagelib.formats.detect import TIFF_MAGICS, has_magic
+from imagelib.formats.georef import check_geokeys
+from imagelib.formats.geotiff import open_geotiff_levels
 from imagelib.formats.lazy import CHUNK, LazySource, guard_dimensions, to_dask
+from imagelib.formats.meta import RasterMeta
+from imagelib.formats.ome import claims_ome, fill_ome, parse_ome
 
 # tifffile axis letters → imagelib dims; singleton T/Z/C/S/Q axes beyond the three kept are squeezed.
 AXIS_NAMES = {"Y": "y", "X": "x", "Z": "z", "C": "band", "S": "band", "T": "t", "I": "z", "Q": "band"}
@@ -23,22 +44,84 @@ AXIS_NAMES = {"Y": "y", "X": "x", "Z": "z", "C": "band", "S": "band", "T": "t", 
 GEO_TAGS = (33550, 33922, 34264, 34735, 42112, 42113)
 
 
+class TiffReader:
+    """TIFF, BigTIFF, GeoTIFF/COG (through rasterio) and OME-TIFF."""
+
+    name = "tiff"
+
+    def guess_can_open(self, path: Path) -> bool:
+        """A classic or BigTIFF header, either byte order."""
+        return has_magic(path, TIFF_MAGICS)
+
+    def open(self, path: Path, address: str | None) -> xr.DataArray:
+        """Series 0, level 0, lazily (``address`` is not used by TIFF)."""
+        return open_tiff(path)
+
+    def open_levels(self, path: Path, address: str | None) -> list[xr.DataArray]:
+        """Level 0 and the internal overviews that are exact 2× reductions."""
+        return open_tiff_levels(path)
+
+
 def open_tiff(path: Path) -> xr.DataArray:
     """Open any TIFF: GeoTIFF/COG through rasterio, plain and OME-TIFF through tifffile."""
+    return open_tiff_levels(path, max_levels=1)[0]
+
+
+def open_tiff_levels(path: Path, max_levels: int | None = None) -> list[xr.DataArray]:
+    """Level 0 and, up to ``max_levels`` in all, the overviews that halve each side (``ceil(n/2)``)."""
     check_first_ifd(path)
-    try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:  # tifffile raises many types for malformed headers
-        raise InputError(f"{path}: TIFF header is unreadable ({exc})", code="FORMAT_CORRUPT") from exc
+    tif = _tiff_file(path, {})
+    flags: dict[str, bool] = {}
+    description = tif.pages.first.description if tif.pages else ""
+    ome = claims_ome(description)
+    if ome and isinstance(parse_ome(description), str) and not well_formed(description):
+        # tifffile would log an error and guess the series on every open; say so once, as a warning
+        tif.close()
+        flags = {"is_ome": False}
+        tif = _tiff_file(path, flags)
     with tif:
         if not tif.pages or not tif.series:
             raise InputError(f"{path}: TIFF without images", code="FORMAT_CORRUPT")
         series = tif.series[0]
         guard_dimensions(series.shape, series.dtype)
         check_extents(tif, path.stat().st_size, path)
-        if _has_geo_tags(tif.pages[0]) and not tif.is_ome:
-            return open_geotiff(path)
-        return _open_series(path, tif, series)
+        page = tif.pages.first
+        if _has_geo_tags(page) and not ome:
+            check_geokeys(page.tags, path)
+            return open_geotiff_levels(path, max_levels)
+        levels = [_open_series(path, tif, series, ome, 0, flags)]
+        for level in range(1, min(len(series.levels), max_levels or len(series.levels))):
+            if not halves(series.levels[level - 1].shape, series.levels[level].shape):
+                break
+            levels.append(_open_series(path, tif, series, ome, level, flags))
+        return levels
+
+
+def _tiff_file(path: Path, flags: dict[str, bool]) -> tifffile.TiffFile:
+    try:
+        return tifffile.TiffFile(path, **flags)
+    except Exception as exc:  # tifffile raises many types for malformed headers
+        raise InputError(f"{path}: TIFF header is unreadable ({exc})", code="FORMAT_CORRUPT") from exc
+
+
+def well_formed(xml: str) -> bool:
+    """True when the text parses as XML (syntax only; the OME schema is ome-types' concern)."""
+    from xml.etree import ElementTree
+
+    try:
+        ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return False
+    return True
+
+
+def halves(parent: tuple[int, ...], child: tuple[int, ...]) -> bool:
+    """True when ``child`` is ``parent`` with its last two axes halved as ``ceil(n / 2)``."""
+    return (
+        len(parent) == len(child)
+        and tuple(parent[:-2]) == tuple(child[:-2])
+        and all(c == math.ceil(p / 2) for p, c in zip(parent[-2:], child[-2:], strict=True))
+    )
 
 
 def _has_geo_tags(page: Any) -> bool:
@@ -80,18 +163,36 @@ def check_extents(tif: tifffile.TiffFile, size: int, path: Path) -> None:
             )
 
 
-def _open_series(path: Path, tif: tifffile.TiffFile, series: Any) -> xr.DataArray:
-    dims, keep = _dims(series.axes, series.shape)
-    shape = tuple(n for n, k in zip(series.shape, keep, strict=True) if k)
+def _open_series(
+    path: Path, tif: tifffile.TiffFile, series: Any, ome: bool, level: int, flags: dict[str, bool]
+) -> xr.DataArray:
+    shaped = series.levels[level]
+    dims, keep = _dims(series.axes, shaped.shape)
+    shape = tuple(n for n, k in zip(shaped.shape, keep, strict=True) if k)
     dtype = np.dtype(series.dtype)
-    attrs = _ome_attrs(tif) if tif.is_ome else {"format": "tiff"}
+    bands = shape[dims.index("band")] if "band" in dims else None
+    meta = RasterMeta(
+        format="ome-tiff" if ome else "tiff",
+        band_names=[f"b{i + 1}" for i in range(bands)] if bands else [],
+    )
+    if ome:
+        fill_ome(tif.pages.first.description, meta, bands)
+    if level == 0 and len(tif.series) > 1:
+        meta.warn(
+            "SERIES_IGNORED",
+            f"{path}: {len(tif.series)} image series (pages of different shapes or separate stacks); "
+            f"only series 0 {series.axes} {tuple(series.shape)} is read",
+            "series",
+        )
 
     local = threading.local()
 
     def read(key: tuple[slice, ...]) -> np.ndarray:
-        # One zarr view per thread; aszarr reads only the strips/tiles intersecting the request.
+        # One zarr view per thread; aszarr reads only the strips/tiles intersecting the request. A
+        # pyramidal series is a zarr group of levels, so the level is always named.
         if getattr(local, "arr", None) is None:
-            local.arr = zarr.open_array(tifffile.TiffFile(path).series[0].aszarr(), mode="r")
+            store = tifffile.TiffFile(path, **flags).series[0].aszarr(level=level)
+            local.arr = zarr.open_array(store, mode="r")
         it = iter(key)
         full = tuple(next(it) if k else 0 for k in keep)
         return np.asarray(local.arr[full])
@@ -100,21 +201,9 @@ def _open_series(path: Path, tif: tifffile.TiffFile, series: Any) -> xr.DataArra
     data = to_dask(
         LazySource(shape, dtype, read), chunks=tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
     )
-    attrs.update(
-        {
-            "crs": None,
-            "crs_wkt": None,
-            "transform": None,
-            "bounds": None,
-            "nodata": None,
-            "georeferenced": False,
-            "band_names": [f"b{i + 1}" for i in range(shape[dims.index("band")])] if "band" in dims else [],
-            "time": None,
-        }
-    )
     # Pixel-interleaved RGB (axes YXS) and similar: move band/z first, as every other reader does.
     canonical = [d for d in dims if d not in ("y", "x")] + ["y", "x"]
-    return xr.DataArray(data, dims=dims, attrs=attrs).transpose(*canonical)
+    return xr.DataArray(data, dims=dims, attrs=meta.to_attrs()).transpose(*canonical)
 
 
 def _dims(axes: str, shape: tuple[int, ...]) -> tuple[tuple[str, ...], list[bool]]:
@@ -132,13 +221,3 @@ def _dims(axes: str, shape: tuple[int, ...]) -> tuple[tuple[str, ...], list[bool
     if dims[0] == "t":
         dims[0] = "z"  # a time stack is treated as a volume of planes
     return tuple(dims), keep
-
-
-def _ome_attrs(tif: tifffile.TiffFile) -> dict[str, Any]:
-    xml = tif.ome_metadata or ""
-    spacing = {}
-    for axis in ("Z", "Y", "X"):
-        match = re.search(rf'PhysicalSize{axis}="([0-9.eE+-]+)"', xml)
-        if match:
-            spacing[axis.lower()] = float(match.group(1))
-    return {"format": "ome-tiff", "spacing": spacing or None}

@@ -14,7 +14,8 @@ from xarray.backends import BackendEntrypoint
 
 from imagelib.errors import ImagelibError
 from imagelib.formats import open_array, split_address
-from imagelib.formats.detect import check_local_path, detect_format
+from imagelib.formats.detect import check_local_path
+from imagelib.formats.registry import reader_for
 from imagelib.hashing import jsonable
 
 
@@ -37,9 +38,9 @@ class ImagelibBackendEntrypoint(BackendEntrypoint):
         return data.to_dataset(name=name)
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
-        """True when the content (not the suffix) is a format imagelib reads."""
+        """True when a registered reader (built-in or plugin) claims the content, whatever the suffix."""
         try:
-            detect_format(check_local_path(split_address(os.fspath(filename_or_obj))[0]))
+            reader_for(check_local_path(split_address(os.fspath(filename_or_obj))[0]))
         except (ImagelibError, TypeError, OSError):
             return False
         return True

@@ -11,8 +11,24 @@ import zarr
 
 from imagelib.errors import InputError
 from imagelib.formats.lazy import guard_dimensions
+from imagelib.formats.meta import RasterMeta
 
 NGFF_AXES = {"t": "t", "c": "band", "z": "z", "y": "y", "x": "x"}
+ZARR_MARKERS = (".zgroup", ".zarray", "zarr.json")
+
+
+class ZarrReader:
+    """Zarr v2/v3 directory stores and OME-Zarr (NGFF) multiscales."""
+
+    name = "zarr"
+
+    def guess_can_open(self, path: Path) -> bool:
+        """A directory holding Zarr v2 or v3 metadata at its root."""
+        return path.is_dir() and any((path / marker).exists() for marker in ZARR_MARKERS)
+
+    def open(self, path: Path, address: str | None) -> xr.DataArray:
+        """The addressed array, or level 0 of the NGFF multiscale."""
+        return open_zarr(path, address)
 
 
 def refuse_outside_paths(path: Path, address: str | None) -> None:
@@ -38,7 +54,7 @@ def open_zarr(path: Path, address: str | None) -> xr.DataArray:
         node = zarr.open(store=str(path), mode="r")
     except Exception as exc:
         raise InputError(f"{path}: Zarr metadata is unreadable ({exc})", code="FORMAT_CORRUPT") from exc
-    attrs: dict[str, Any] = {"format": "zarr", "spacing": None}
+    meta = RasterMeta(format="zarr")
     axes: list[str] | None = None
     if isinstance(node, zarr.Group):
         ome = dict(node.attrs).get("ome", node.attrs)  # NGFF 0.5 nests under "ome"
@@ -48,7 +64,7 @@ def open_zarr(path: Path, address: str | None) -> xr.DataArray:
             address = ms["datasets"][0]["path"]
             refuse_outside_paths(path, address)
             axes = [a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])] or None
-            attrs.update({"format": "ome-zarr", "spacing": _spacing(ms, axes)})
+            meta.format, meta.spacing = "ome-zarr", _spacing(ms, axes)
         if address is None:
             names = sorted(k for k, _ in node.arrays())
             raise InputError(
@@ -66,7 +82,7 @@ def open_zarr(path: Path, address: str | None) -> xr.DataArray:
     if not isinstance(node, zarr.Array):
         raise InputError(f"{path}#{address}: not an array", code="DATASET_NOT_FOUND", field="address")
     guard_dimensions(node.shape, node.dtype)
-    return _to_dataarray(node, axes, attrs, address)
+    return _to_dataarray(node, axes, meta, address)
 
 
 def _spacing(ms: dict[str, Any], axes: list[str] | None) -> dict[str, float] | None:
@@ -77,7 +93,7 @@ def _spacing(ms: dict[str, Any], axes: list[str] | None) -> dict[str, float] | N
 
 
 def _to_dataarray(
-    arr: zarr.Array, axes: list[str] | None, attrs: dict[str, Any], address: str | None
+    arr: zarr.Array, axes: list[str] | None, meta: RasterMeta, address: str | None
 ) -> xr.DataArray:
     names = [NGFF_AXES.get(a, a) for a in axes] if axes else _default_axes(arr.ndim)
     data = da.from_zarr(arr)
@@ -91,22 +107,10 @@ def _to_dataarray(
             f"Zarr array {arr.shape} has more than 3 non-singleton axes", code="DIMENSIONS_NOT_ALLOWED"
         )
     fill = arr.fill_value
-    attrs.update(
-        {
-            "crs": None,
-            "crs_wkt": None,
-            "transform": None,
-            "bounds": None,
-            "georeferenced": False,
-            "nodata": None,
-            "time": None,
-            "address": address,
-            "source_shape": list(arr.shape),
-            "band_names": [],
-            "fill_value": None if fill is None else float(fill),
-        }
-    )
-    return xr.DataArray(data[index], dims=tuple(dims), attrs=attrs)
+    meta.address = address
+    meta.source_shape = list(arr.shape)
+    meta.fill_value = None if fill is None else float(fill)
+    return xr.DataArray(data[index], dims=tuple(dims), attrs=meta.to_attrs())
 
 
 def _default_axes(ndim: int) -> list[str]:

@@ -16,7 +16,7 @@ from imagelib.formats import open_array, source_path
 from imagelib.hashing import file_sha256, jsonable
 from imagelib.validation.content import ContentStats, read_through
 from imagelib.validation.rules import RuleSet, load_rules
-from imagelib.validation.schema import check_schema
+from imagelib.validation.schema import check_schema, split_reader_warnings
 
 __all__ = ["ContentStats", "RuleSet", "build_report", "describe", "load_rules", "read_through", "validate"]
 
@@ -66,7 +66,7 @@ def validate(
         data = open_array(source)
         info.update(describe(data))
         errors = check_schema(data, ruleset)
-        warnings = _warnings(data)
+        warnings = _warnings(data, ruleset)
         if not errors and ruleset.read_through:
             stats = read_through(data)
             errors += stats.issues(ruleset)
@@ -78,9 +78,11 @@ def validate(
     return build_report(errors, warnings, info)
 
 
-def _warnings(data: xr.DataArray) -> list[dict[str, Any]]:
-    out = []
-    if data.attrs.get("georeferenced") and data.attrs.get("crs") is None:
+def _warnings(data: xr.DataArray, rules: RuleSet) -> list[dict[str, Any]]:
+    """Coded warnings: the reader's (metadata lost, pixels usable) not required by a rule, and CRS_MISSING."""
+    out = split_reader_warnings(data, rules)[1]
+    lost_crs = data.attrs.get("georeferenced") and data.attrs.get("crs") is None
+    if lost_crs and not any(item["code"] == "CRS_MISSING" for item in out):
         out.append(
             {
                 "code": "CRS_MISSING",

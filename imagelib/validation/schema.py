@@ -147,6 +147,41 @@ def check_metadata(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
     return out
 
 
+def required_keys(rules: RuleSet) -> set[str]:
+    """Attrs keys the rule set depends on: a reader warning that lost one of them becomes an error."""
+    keys = set(rules.required_metadata)
+    if rules.crs_required or rules.allowed_crs:
+        keys.add("crs")
+    if rules.min_resolution or rules.max_resolution:
+        keys.add("transform")
+    if rules.formats and "ome-tiff" in rules.formats and "tiff" not in rules.formats:
+        keys |= {"spacing", "band_names"}  # an OME-only rule asks for what OME-XML carries
+    return keys
+
+
+def split_reader_warnings(data: xr.DataArray, rules: RuleSet) -> tuple[list[Issue], list[Issue]]:
+    """The reader's coded warnings (``attrs["warnings"]``) as (errors the rules require, warnings)."""
+    needed = required_keys(rules)
+    errors: list[Issue] = []
+    warnings: list[Issue] = []
+    for item in data.attrs.get("warnings") or []:
+        lost = list(item.get("lost") or [])
+        issue = {
+            "code": item["code"],
+            "message": item.get("message", ""),
+            "field": item.get("field"),
+            "lost": lost,
+        }
+        if needed.intersection(lost):
+            required = sorted(needed.intersection(lost))
+            errors.append(
+                {**issue, "message": f"{issue['message']} (the rule set requires {', '.join(required)})"}
+            )
+        else:
+            warnings.append(issue)
+    return errors, warnings
+
+
 SCHEMA_CHECKS: tuple[Callable[[xr.DataArray, RuleSet], list[Issue]], ...] = (
     check_format,
     check_dims,
@@ -159,5 +194,8 @@ SCHEMA_CHECKS: tuple[Callable[[xr.DataArray, RuleSet], list[Issue]], ...] = (
 
 
 def check_schema(data: xr.DataArray, rules: RuleSet) -> list[Issue]:
-    """Run every schema rule; a list of error items."""
-    return [issue for check in SCHEMA_CHECKS for issue in check(data, rules)]
+    """Run every schema rule, then make errors of reader warnings that lost what a rule needs."""
+    issues = [issue for check in SCHEMA_CHECKS for issue in check(data, rules)]
+    seen = {(issue["code"], issue["field"]) for issue in issues}
+    promoted = split_reader_warnings(data, rules)[0]
+    return issues + [issue for issue in promoted if (issue["code"], issue["field"]) not in seen]
