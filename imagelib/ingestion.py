@@ -60,11 +60,13 @@ def ingest(
     sha256: str | None = None,
     lib: Library | None = None,
     progress: bool = False,
+    record_job: bool = True,
 ) -> dict[str, Any]:
     """Ingest a file (``path`` or ``path#/address``) as a version of ``namespace/dataset``.
 
     Returns the summary ``{"version","namespace","dataset","shape","dtype","crs","bounds","checksum",...}``;
-    raises :class:`ValidationFailed` (with ``.report``) for invalid input, nothing published.
+    raises :class:`ValidationFailed` (with ``.report``) for invalid input, nothing published. A caller that
+    owns a job record already (the queue) passes ``record_job=False`` so each ingest is one job row.
     """
     check_name("namespace", namespace)
     check_name("dataset", dataset)
@@ -75,6 +77,8 @@ def ingest(
     known = _known_version(catalog, request)
     if known:
         return summary(catalog.get_version(known), namespace, dataset, deduplicated=True)
+    if not record_job:
+        return _ingest_new(request, lib)
     job = create_job(
         catalog,
         "ingest",
@@ -161,8 +165,7 @@ def _ingest_new(request: IngestRequest, lib: Library) -> dict[str, Any]:
             catalog.link_version(version, namespace, dataset)
             return summary(catalog.get_version(version), namespace, dataset, deduplicated=True)
         full_stats = store_stats(group, data, {**attrs, "version": version, "sha256": digest}, stats)
-        if not path.is_dir():
-            store.verify_size(f"{staging.key}/{source_key}", request.size)
+        store.verify_size(f"{staging.key}/{source_key}", request.size)
         staging.publish(version)
     origin = Provenance(checksum=digest, size=request.size, address=request.address)
     row = version_row(version, data, store.key_url(f"versions/{version}"), full_stats, origin)

@@ -60,3 +60,22 @@ def get_job(catalog: Catalog, job_id: str) -> dict[str, Any]:
         "report": row["report"],
         "error": row["error"],
     }
+
+
+def transition(
+    catalog: Catalog, job_id: str, to: str, *, allowed_from: tuple[str, ...], **fields: Any
+) -> bool:
+    """Move a job to state ``to`` only from one of ``allowed_from``; True when this call moved it.
+
+    One conditional UPDATE, so a redelivered queue message (or two workers racing) can never
+    transition a finished job again: exactly one caller wins each step.
+    """
+    if to not in STATES:
+        raise ValueError(f"unknown job state {to}")
+    with catalog.begin() as conn:
+        moved = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.state.in_(allowed_from))
+            .values(**jsonable(fields), state=to, updated_at=now())
+        )
+    return moved.rowcount == 1

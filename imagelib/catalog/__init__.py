@@ -27,7 +27,7 @@ PG_MIGRATION_LOCK = 0x1A6E11B  # pg_advisory_lock key shared by every imagelib p
 CONNECT_TIMEOUT_S = 5
 #: pauses between connection attempts: connecting is always safe to retry (nothing was executed)
 CONNECT_RETRY_DELAYS_S = (0.2, 0.5)
-HEAD_REVISION = "0001"  # newest file in migrations/versions (a test keeps the two in step)
+HEAD_REVISION = "0002"  # newest file in migrations/versions (a test keeps the two in step)
 
 
 def now() -> datetime:

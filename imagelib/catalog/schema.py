@@ -93,4 +93,9 @@ audit_events = sa.Table(
     sa.Column("namespace", sa.String(128)),
     sa.Column("target", sa.String(256)),
     sa.Column("details", sa.JSON),
+    # hash chain (revision 0002): each row's hash covers its fields and the previous row's hash
+    sa.Column("outcome", sa.String(32)),
+    sa.Column("request_id", sa.String(64)),
+    sa.Column("prev_hash", sa.String(64)),
+    sa.Column("hash", sa.String(64)),
 )

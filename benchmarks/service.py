@@ -1,0 +1,279 @@
+"""The HTTP service under load: tile latency/throughput with ``wrk`` and a 1 GB upload vs ``sha256sum``.
+
+    python benchmarks/service.py [--size 8192] [--duration 5] [--connections 4] [--upload-mb 1024]
+
+Needs ``wrk`` (``apt-get install wrk``) and ``curl``. Ingests a synthetic ``size²`` RGB GeoTIFF into a
+fresh IMAGELIB_HOME, starts ``imagelib serve`` (local queue, no issuer, JSON access log on), then:
+
+* warms the chunk cache by fetching every tile of the top DZI levels once as PNG;
+* ``plain`` / ``chain3``: wrk walks those tiles as JPEG and WebP (keys the tile cache has not seen, so each
+  request renders: chunks cached, tile not), without and with a 3-op chain (band_scale, gaussian, gamma);
+* ``cached``: one tile again and again (tile cache hits); ``revalidate``: one tile with ``If-None-Match``
+  (304s);
+* ``upload``: ``curl -F file=@…`` of ``upload-mb`` random bytes to ``POST /v1/uploads`` (202 once streamed;
+  the ingest then fails fast on the non-raster bytes) vs ``sha256sum`` of the same file, with the server's
+  peak RSS sampled during the upload.
+
+Prints one JSON document. Targets (issue 9): chain3 p50 ≤ 15 ms, p99 ≤ 60 ms, ≥ 300 tiles/s on 2 cores;
+upload throughput ≥ 0.5× sha256sum, server peak RSS < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import make_input  # the shared synthetic-input writer of the ingest benchmark
+
+CHAINS = [
+    [
+        {"op": "band_scale", "in_range": [0, 255], "out_range": [0, 1]},
+        {"op": "gaussian", "sigma": sigma},
+        {"op": "gamma", "gamma": 0.8},
+    ]
+    for sigma in (1.0, 1.5)
+]
+WRK_SCRIPT = """
+local paths, i = {}, 0
+for line in io.lines("%s") do paths[#paths + 1] = line end
+request = function()
+  i = i %% #paths + 1
+  return wrk.format("GET", paths[i], %s)
+end
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``imagelib serve`` on a free port; returns the process and its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagelib", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health").status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit(f"imagelib serve did not start; see {log}")
+
+
+def dzi_tiles(base: str, version: str, levels: int) -> list[tuple[int, int, int]]:
+    """(level, col, row) of every tile of the top ``levels`` DZI levels."""
+    text = httpx.get(f"{base}/v1/tiles/{version}.dzi").text
+    width = int(re.search(r'Width="(\d+)"', text).group(1))
+    height = int(re.search(r'Height="(\d+)"', text).group(1))
+    top = (max(width, height) - 1).bit_length()
+    out = []
+    for level in range(top, top - levels, -1):
+        shrink = 2 ** (top - level)
+        level_w, level_h = -(-width // shrink), -(-height // shrink)
+        cols, rows = -(-level_w // 254), -(-level_h // 254)
+        out += [(level, c, r) for r in range(rows) for c in range(cols)]
+    return out
+
+
+def wrk(
+    base: str, paths: list[str], seconds: int, connections: int, workdir: Path, headers: str = "nil"
+) -> dict:
+    """Run wrk over ``paths`` (cycled); return p50/p90/p99 ms, requests/s, requests and distinct paths."""
+    listing = workdir / "paths.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    script = workdir / "walk.lua"
+    script.write_text(WRK_SCRIPT % (listing, headers))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), base],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    percent = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)", out, re.M))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "p50_ms": _ms(percent["50"]),
+        "p90_ms": _ms(percent["90"]),
+        "p99_ms": _ms(percent["99"]),
+        "per_s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": requests,
+        "distinct": len(paths),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit], 2)
+
+
+def upload(base: str, path: Path, pid: int) -> dict[str, Any]:
+    """curl the file to /v1/uploads while sampling the server's RSS; compare with sha256sum."""
+    subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # both start from page cache
+    start = time.perf_counter()
+    subprocess.run(["sha256sum", str(path)], stdout=subprocess.DEVNULL, check=True)
+    sha_s = time.perf_counter() - start
+    server = psutil.Process(pid)
+    peak, done = [server.memory_info().rss], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak.append(server.memory_info().rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    start = time.perf_counter()
+    status = subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-F",
+            "namespace=bench",
+            "-F",
+            "dataset=upload",
+            "-F",
+            f"file=@{path}",
+            f"{base}/v1/uploads",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    upload_s = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    size = path.stat().st_size
+    return {
+        "status": int(status),
+        "bytes": size,
+        "upload_s": round(upload_s, 2),
+        "sha256sum_s": round(sha_s, 2),
+        "upload_MBps": round(size / upload_s / 1e6, 1),
+        "sha256sum_MBps": round(size / sha_s / 1e6, 1),
+        "ratio": round(sha_s / upload_s, 2),
+        "server_rss_start_MiB": round(peak[0] / 2**20),
+        "server_rss_peak_MiB": round(max(peak) / 2**20),
+    }
+
+
+def main() -> None:
+    """Run every scenario and print the JSON summary."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=8192)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--upload-mb", type=int, default=1024)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    for tool in ("wrk", "curl", "sha256sum"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed (apt-get install {tool})")
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="imagelib-service-"))
+    home = workdir / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGELIB_")}
+    env.update(IMAGELIB_HOME=str(home), IMAGELIB_QUEUE="local")
+    source = workdir / "scene.tif"
+    make_input(source, args.size, 3)
+    ingest = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "imagelib",
+            "ingest",
+            str(source),
+            "--namespace",
+            "bench",
+            "--dataset",
+            "tiles",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    version = json.loads(ingest.stdout)["version"]
+    proc, base = start_server(env, workdir / "serve.log")
+    try:
+        tiles = dzi_tiles(base, version, 3)
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for level, col, row in tiles:  # chunk cache warm-up (PNG keys are not used below)
+                client.get(f"/v1/tiles/{version}_files/{level}/{col}_{row}.png")
+        paths = {
+            fmt: [f"/v1/tiles/{version}_files/{lv}/{c}_{r}.{fmt}" for lv, c, r in tiles]
+            for fmt in ("jpg", "webp")
+        }
+        plain = paths["jpg"] + paths["webp"]
+        chained = [
+            f"{p}?chain={urllib.parse.quote(json.dumps(chain, separators=(',', ':')))}"
+            for chain in CHAINS
+            for p in paths["jpg"]
+        ]
+        one = paths["jpg"][0]
+        tag = httpx.get(base + one).headers["etag"]
+        results = {
+            "plain": wrk(base, plain, args.duration, args.connections, workdir),
+            "chain3": wrk(base, chained, args.duration, args.connections, workdir),
+            "cached": wrk(base, [one], args.duration, args.connections, workdir),
+            "revalidate": wrk(
+                base, [one], args.duration, args.connections, workdir, f"{{['If-None-Match'] = '{tag}'}}"
+            ),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    big = workdir / "upload.bin"
+    with big.open("wb") as f:
+        for _ in range(args.upload_mb):
+            f.write(os.urandom(2**20))
+    proc, base = start_server(env, workdir / "serve-upload.log")  # a fresh server: RSS without tile caches
+    try:
+        results["upload"] = upload(base, big, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        big.unlink()
+    print(
+        json.dumps(
+            {"size": args.size, "cpus": os.cpu_count(), "connections": args.connections, **results}, indent=2
+        )
+    )
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

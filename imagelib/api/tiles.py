@@ -1,0 +1,147 @@
+"""Tiles over HTTP: DZI (descriptor + ``_files`` tiles, OpenSeadragon's paths) and XYZ WebMercatorQuad,
+each with ``?chain=``, strong ETags, ``If-None-Match`` → 304 and immutable caching (versions never change).
+
+Routes come from :class:`TileFactory` (titiler's factory shape): one place that says how a tile request
+is checked, authorised, revalidated, rendered and answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from imagelib.api.deps import Audited, Service, audited, service
+from imagelib.api.errors import responses
+from imagelib.api.params import VersionId, parse_chain
+from imagelib.tiling import http
+from imagelib.tiling.http import IMMUTABLE, MEDIA, etag
+from imagelib.versioning import check_version_id
+
+Format = Literal["jpg", "jpeg", "png", "webp"]
+CHAIN_DOC = "URL-encoded JSON filter chain applied on the fly (native pixel grid, before scaling)"
+
+
+def not_modified(request: Request, tag: str) -> bool:
+    """``If-None-Match`` of the request lists ``tag`` or is ``*`` (the rule shared with the extension)."""
+    return http.not_modified(request.headers.get("if-none-match"), tag)
+
+
+@dataclass
+class TileFactory:
+    """Builds the tile routes of one router."""
+
+    prefix: str = "/v1"
+
+    async def answer(
+        self,
+        request: Request,
+        svc: Service,
+        audit: Audited,
+        version: str,
+        scheme: str,
+        tile: tuple[int, int, int] | None,
+        fmt: str,
+        chain_text: str | None,
+    ) -> Response:
+        """Check, authorise, revalidate, render, answer (catalog misses and rendering in threads)."""
+        check_version_id(version)
+        chain = parse_chain(chain_text, svc.settings.max_chain_bytes)
+        namespaces = svc.cached_namespaces(version) or await run_in_threadpool(
+            svc.version_namespaces, version
+        )
+        namespace = audit.allow_any(namespaces, "tile", "tile.read", version)
+        fmt = "jpg" if fmt == "jpeg" else fmt
+        tag = etag(version, scheme, tile or "descriptor", fmt, chain)
+        headers = {"ETag": tag, "Cache-Control": IMMUTABLE}
+        target = f"{version}/{scheme}/{'/'.join(map(str, tile)) if tile else 'descriptor'}.{fmt}"
+        if not_modified(request, tag):
+            audit.record("tile.read", namespace, target, outcome="not_modified")
+            return Response(status_code=304, headers=headers)
+        if tile is None:
+            from imagelib.tiling import renderer_for
+
+            renderer = await run_in_threadpool(lambda: renderer_for(version, chain, lib=svc.lib))
+            audit.record("tile.read", namespace, target)
+            return Response(renderer.dzi_grid().xml(fmt), media_type="application/xml", headers=headers)
+        from imagelib.tiling import render_tile
+
+        svc.tile_requests += 1
+        data = await run_in_threadpool(
+            lambda: render_tile(version, *tile, fmt=fmt, chain=chain, scheme=scheme, lib=svc.lib)
+        )
+        audit.record("tile.read", namespace, target)
+        return Response(data, media_type=MEDIA[fmt], headers=headers)
+
+    def register(self) -> APIRouter:
+        """Add the DZI descriptor, DZI tile and XYZ tile routes."""
+        r, answer = APIRouter(prefix=self.prefix, tags=["tiles"]), self.answer
+        errs = responses(400, 401, 403, 404, 413, 422, 503)
+        ok = {"description": "tile image", "content": {m: {} for m in sorted(set(MEDIA.values()))}}
+
+        @r.get(
+            "/tiles/{version}.dzi",
+            response_class=Response,
+            responses={
+                200: {"content": {"application/xml": {}}},
+                304: {"description": "not modified"},
+                **errs,
+            },
+        )
+        async def dzi_descriptor(
+            request: Request,
+            version: VersionId,
+            format: Format = Query("jpg", description="tile format named in the descriptor"),
+            chain: str | None = Query(None, description=CHAIN_DOC),
+            svc: Service = Depends(service),
+            audit: Audited = Depends(audited),
+        ) -> Response:
+            """The ``.dzi`` descriptor (OpenSeadragon derives the tile URLs from it)."""
+            return await answer(request, svc, audit, version, "dzi", None, format, chain)
+
+        @r.get(
+            "/tiles/{version}_files/{level}/{col}_{row}.{fmt}",
+            response_class=Response,
+            responses={200: ok, 304: {"description": "not modified"}, **errs},
+        )
+        async def dzi_tile(
+            request: Request,
+            version: VersionId,
+            level: int,
+            col: int,
+            row: int,
+            fmt: Format,
+            chain: str | None = Query(None, description=CHAIN_DOC),
+            svc: Service = Depends(service),
+            audit: Audited = Depends(audited),
+        ) -> Response:
+            """One DZI tile (254 px, overlap 1)."""
+            return await answer(request, svc, audit, version, "dzi", (level, col, row), fmt, chain)
+
+        @r.get(
+            "/tiles/{version}/{z}/{x}/{y}.{fmt}",
+            response_class=Response,
+            responses={200: ok, 304: {"description": "not modified"}, **errs},
+        )
+        async def xyz_tile(
+            request: Request,
+            version: VersionId,
+            z: int,
+            x: int,
+            y: int,
+            fmt: Format,
+            chain: str | None = Query(None, description=CHAIN_DOC),
+            svc: Service = Depends(service),
+            audit: Audited = Depends(audited),
+        ) -> Response:
+            """One WebMercatorQuad tile (256 px) of a georeferenced version."""
+            return await answer(request, svc, audit, version, "xyz", (z, x, y), fmt, chain)
+
+        return r
+
+
+def router(prefix: str = "/v1") -> APIRouter:
+    """The tile routes."""
+    return TileFactory(prefix).register()
