@@ -1,0 +1,118 @@
+"""Stitching stored tile versions: a derived version with lineage, idempotent; the CLI command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from typer.testing import CliRunner
+
+import imagelib
+from imagelib.cli import app
+from imagelib.context import current
+from imagelib.stitching import Layout, register, stitch
+from imagelib.stitching.synthetic import cut, rms_error, textured_field
+
+PARAMS = {"max_shift": 8, "threshold": 0.2}
+
+
+@pytest.fixture
+def tiles(home: Path, tmp_path: Path):
+    """A 2×2 mosaic of 96×128 uint16 tiles ingested as four root versions (layout order)."""
+    layout = Layout.grid((2, 2), (96, 128), 0.25)
+    m = cut(textured_field(np.array(layout.mosaic_shape()) + 40, seed=91), layout, jitter=3, seed=92)
+    versions = []
+    for k, tile in enumerate(m.tiles):
+        path = tmp_path / f"tile{k}.tif"
+        tifffile.imwrite(path, tile)
+        versions.append(imagelib.ingest(path, "lab", "tiles")["version"])
+    return versions, layout, m
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def test_stitch_publishes_a_derived_version(home, tiles):
+    versions, layout, m = tiles
+    result = stitch(versions, layout, **PARAMS)
+    assert result.version and result.parents == versions
+    assert result.op["op"] == "stitch" and result.op["tiles"] == versions
+    assert result.op["layout"] == layout.to_json() and result.op["params"]["threshold"] == 0.2
+    rms, _ = rms_error(result.positions, m.truth)
+    assert rms < 0.5
+    # The stored mosaic is the lazy fusion of the same tiles, published as an OME-Zarr multiscale.
+    again = register(m.tiles, layout, **PARAMS)
+    assert np.array_equal(again.positions, result.positions)  # deterministic, bit for bit
+    lazy = again.fuse()
+    stored = imagelib.open(result.version)
+    assert stored.dtype == np.uint16 and stored.shape == lazy.shape
+    assert np.array_equal(stored.values, lazy.values)
+    assert [v["version"] for v in imagelib.versions("lab", "tiles-mosaic")] == [result.version]
+    saved = current().catalog.get_version(result.version)["attrs"]["stitch"]
+    assert saved["positions"] == result.positions.tolist()
+    assert saved["report"]["accepted"] == result.report["accepted"] == 4
+
+
+def test_same_call_twice_same_id_nothing_written(home, tiles):
+    versions, layout, _ = tiles
+    first = stitch(versions, layout, **PARAMS)
+    before = _files(home / "store")
+    second = stitch(versions, layout, **PARAMS)
+    assert second.version == first.version and second.deduplicated
+    assert np.array_equal(second.positions, first.positions)
+    assert second.report == json.loads(json.dumps(first.report))
+    assert _files(home / "store") == before
+    # Other parameters are another operation, hence another version.
+    assert stitch(versions, layout, **{**PARAMS, "blend": "max"}).version != first.version
+
+
+def test_cli_stitch_and_lineage(home, tiles, tmp_path):
+    versions, layout, _ = tiles
+    layout_file = tmp_path / "layout.json"
+    layout_file.write_text(json.dumps(layout.to_json()))
+    params_file = tmp_path / "params.json"
+    params_file.write_text(json.dumps(PARAMS))
+    runner = CliRunner()
+    out = runner.invoke(
+        app, ["stitch", *versions, "--layout", str(layout_file), "--params", str(params_file), "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert set(doc) == {"version", "parents", "op", "report"}
+    assert doc["version"] == stitch(versions, layout, **PARAMS).version
+    lineage = json.loads(runner.invoke(app, ["lineage", doc["version"], "--json"]).stdout)
+    parents = {a["version"]: a["operation"] for a in lineage["ancestors"]}
+    assert set(parents) == set(versions)
+    assert all(op["op"] == "stitch" for op in parents.values())
+    # A layout that places three tiles for four versions: coded error, exit 1.
+    three = Layout.grid((1, 3), (96, 128), 0.25)
+    layout_file.write_text(json.dumps(three.to_json()))
+    bad = runner.invoke(app, ["stitch", *versions, "--layout", str(layout_file), "--json"])
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["error"]["code"] == "STITCH_LAYOUT_MISMATCH"
+
+
+def test_stitch_job_on_the_queue(home, tiles):
+    from imagelib.jobs import create_job, get_job
+    from imagelib.queue.kinds import handlers
+    from imagelib.queue.runner import run_job
+
+    versions, layout, _ = tiles
+    lib = current()
+    payload = {"tiles": versions, "layout": layout.to_json(), "params": PARAMS}
+    job_id = create_job(lib.catalog, "stitch", payload)
+    run_job(lib, {"job": job_id, "kind": "stitch", "payload": payload}, final=True)
+    done = get_job(lib.catalog, job_id)
+    assert done["state"] == "succeeded" and done["progress"] == 1.0
+    assert done["version"] == stitch(versions, layout, **PARAMS).version
+    assert "stitch" in handlers  # a built-in kind: every worker runs it without --import
+    # A missing tile version: the job fails with the core's coded error.
+    missing = {**payload, "tiles": [*versions[:3], "0" * 32]}
+    bad = create_job(lib.catalog, "stitch", missing)
+    run_job(lib, {"job": bad, "kind": "stitch", "payload": missing}, final=True)
+    failed = get_job(lib.catalog, bad)
+    assert failed["state"] == "failed" and failed["error"]["code"] == "VERSION_NOT_FOUND"
