@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[test]"
+	# a wheel install enables the Jupyter server extension by its data file; setuptools' editable wheels drop
+	# data files (editable_wheel asks the dist for `has_data`, which does not exist), so write the same file
+	install -D -m 644 extensions/jupyter-config/jupyter_server_config.d/imagelib_jupyter.json \
+	  $(VENV)/etc/jupyter/jupyter_server_config.d/imagelib_jupyter.json
 	touch $(STAMP)
 
 setup: $(STAMP) viewer-js
@@ -28,7 +32,7 @@ demo: setup
 	$(BIN)/imagelib demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check imagelib tests benchmarks
+	$(BIN)/ruff check imagelib tests benchmarks extensions
 
 test: setup browser lint
 	$(BIN)/python -m pytest -q

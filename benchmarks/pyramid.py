@@ -1,54 +1,63 @@
-"""Tile pyramids vs their peers, in one run (issue 4); a script, not a test.
+"""Tile pyramids vs their peers (issues 4 and 12); a script, not a test.
 
-    python benchmarks/pyramid.py [--size 16384] [--xyz-size 8192] [--quality 75] [--workdir DIR]
+    python benchmarks/pyramid.py [--sizes 8192,16384] [--xyz-size 8192] [--archive-size 8192] [--runs 3]
+                                 [--workdir DIR] [--results FILE] [--markdown] [--load FILE]
 
-1. DZI of a ``size²`` RGB uint8 image: ``imagelib`` (from the ingested version's stored multiscale) vs
-   ``vips dzsave`` (pyvips, from the same GeoTIFF): tile 254, overlap 1, JPEG Q=quality.
-2. XYZ WebMercatorQuad of a ``xyz-size²`` 3-band UTM GeoTIFF: ``imagelib`` vs ``gdal2tiles.py --xyz``
-   (one process, same zoom range, PNG); skipped with a message when gdal2tiles is missing.
-3. On-the-fly 256×256 PNG tiles (``render_tile``, tile cache off): p50/p95 latency with the source
-   chunks already decoded (chunk cache warm) and cold.
+Every side is a fresh process run through the CLI a user would type (start-up and imports included),
+measured ``runs`` times, interleaved, from the page cache (``common.py``: wall, CPU, process-tree
+memory). Inputs are synthetic tiled 3-band uint8 GeoTIFFs (gradients + noise), never committed.
 
-Each peer runs in its own subprocess after a warm-up read of its input; wall time and peak RSS come
-from ``wait4``. Inputs are synthetic (gradients + noise) and never committed. Prints a JSON summary.
+1. DZI at each of ``--sizes`` (tile 254, overlap 1, JPEG Q75 on both sides):
+   - export only: ``imagelib tile`` from the stored version (ingested once beforehand, not counted)
+     vs ``vips dzsave`` from the raw GeoTIFF (decode included: vips has no separate ingest);
+   - end to end, raw file → tiles on disk: ``imagelib ingest`` + ``imagelib tile`` (fresh library every
+     run, times added) vs the same ``vips dzsave`` runs;
+   - at ``--archive-size``: ``imagelib tile --archive`` (one packed zip) vs one file per tile.
+   vips runs as the ``vips`` CLI when installed, else ``dzsave`` through pyvips in a subprocess.
+2. XYZ WebMercatorQuad of an ``--xyz-size``² UTM GeoTIFF, nearest-neighbour on both sides, the same
+   zoom range, PNG: ``imagelib tile --workers 1`` vs ``gdal2tiles.py -r near --processes=1``, and
+   ``--workers <cores>`` vs ``--processes=<cores>``; export only (imagelib from the store; gdal2tiles
+   reads the raw file) and end to end (imagelib ingest + tile). Skipped when gdal2tiles is missing.
+3. On-the-fly 256² PNG tiles (``render_tile`` in this process, tile cache off): p50/p95 latency with the
+   source chunks cold and warm.
+
+Prints JSON (``--results`` also saves it), or README table rows with ``--markdown``; ``--load``
+re-prints saved results without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import rasterio
+from common import MEMORY_NOTE, TABLE_HEAD, cell, combine, interleaved, machine, measure, ratio, row, warm
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-IMAGELIB_DZI = """
-import sys
-from imagelib.tiling.export import tile_version
-tile_version(sys.argv[1], "dzi", sys.argv[2], fmt="jpg", name="img")
-"""
-IMAGELIB_XYZ = """
-import sys, json
-from imagelib.tiling.export import tile_version
-print(json.dumps(tile_version(sys.argv[1], "xyz", sys.argv[2])))
-"""
+CLI = [sys.executable, "-m", "imagelib"]
+QUALITY = 75  # imagelib's JPEG quality (Encoding default) and vips dzsave's default
 VIPS_DZI = """
 import sys, pyvips
 image = pyvips.Image.new_from_file(sys.argv[1], access="sequential")
 image.dzsave(sys.argv[2] + "/img", tile_size=254, overlap=1, suffix=".jpg[Q=%s]" % sys.argv[3])
 """
+TARGETS = {
+    "dzi_export": "≤ 0.8× vips time; memory ≤ 2× vips",
+    "dzi_end_to_end": "≤ 1.2× vips time",
+    "dzi_archive": "faster than a file per tile",
+    "xyz": "≥ 5× faster at equal processes",
+    "on_the_fly": "≤ 15 ms",
+}
 
 
 def make_input(path: Path, size: int, seed: int = 0) -> None:
@@ -68,57 +77,62 @@ def make_input(path: Path, size: int, seed: int = 0) -> None:
     }
     rng = np.random.default_rng(seed)
     with rasterio.open(path, "w", **profile) as dst:
-        for row in range(0, size, 1024):
-            h = min(1024, size - row)
-            y, x = np.mgrid[row : row + h, 0:size]
+        for top in range(0, size, 1024):
+            h = min(1024, size - top)
+            y, x = np.mgrid[top : top + h, 0:size]
             base = np.stack([x * 200 // size, y * 200 // size, ((x + y) // 16) % 200]).astype(np.uint8)
-            dst.write(base + rng.integers(0, 48, base.shape, dtype=np.uint8), window=Window(0, row, size, h))
+            dst.write(base + rng.integers(0, 48, base.shape, dtype=np.uint8), window=Window(0, top, size, h))
 
 
-def run(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Wall seconds and peak RSS (MiB, process tree sampled every 20 ms) of a subprocess.
+class Library:
+    """An isolated IMAGELIB_HOME and the CLI commands run against it."""
 
-    (``wait4``'s ru_maxrss would include this parent's RSS inherited across fork/exec.)"""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = [0]
-    sampler = threading.Thread(target=_sample_rss, args=(proc.pid, peak), daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
-    wall = time.perf_counter() - start
-    sampler.join()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} failed: {err.decode()[-2000:]}")
-    return {"wall_s": round(wall, 3), "peak_rss_mib": round(peak[0] / 2**20, 1), "stdout": out.decode()}
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "IMAGELIB_HOME": str(home)}
+        self.env.pop("IMAGELIB_STORE", None), self.env.pop("IMAGELIB_CATALOG", None)
 
+    def ingest(self, source: Path) -> dict[str, Any]:
+        """Measured ``imagelib ingest``; the version is in ``["version"]``."""
+        cmd = [*CLI, "ingest", str(source), "--namespace", "bench", "--dataset", source.stem, "--json"]
+        result = measure(cmd, self.env)
+        result["version"] = json.loads(result["stdout"])["version"]
+        return result
 
-def _sample_rss(pid: int, peak: list[int]) -> None:
-    try:
-        root = psutil.Process(pid)
-        while root.is_running() and root.status() != psutil.STATUS_ZOMBIE:
-            procs = [root, *root.children(recursive=True)]
-            total = 0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
-            peak[0] = max(peak[0], total)
-            time.sleep(0.02)
-    except psutil.Error:
-        pass
+    def tile(
+        self, version: str, scheme: str, out: Path, workers: int | None = None, archive: bool = False
+    ) -> dict[str, Any]:
+        """Measured ``imagelib tile``; its JSON result is in ``["result"]``."""
+        cmd = [*CLI, "tile", version, "--scheme", scheme, "--out", str(out), "--json"]
+        cmd += ["--workers", str(workers)] if workers else []
+        cmd += ["--archive"] if archive else []
+        result = measure(cmd, self.env)
+        result["result"] = json.loads(result["stdout"])
+        return result
 
-
-def warm(path: Path) -> None:
-    """Read a file once so every peer starts from the page cache."""
-    with path.open("rb") as f:
-        while f.read(1 << 24):
-            pass
+    def end_to_end(self, source: Path, scheme: str, out: Path, workers: int | None = None) -> dict[str, Any]:
+        """Raw file → tiles on disk in a fresh library: ingest, then tile (times added, peaks maxed)."""
+        shutil.rmtree(self.home, ignore_errors=True)
+        ingest = self.ingest(source)
+        export = self.tile(ingest["version"], scheme, out, workers)
+        return {**combine([ingest, export]), "ingest_s": ingest["wall_s"], "export_s": export["wall_s"]}
 
 
-def ingest(path: Path, name: str, env: dict[str, str]) -> tuple[str, float]:
-    """Ingest in a subprocess; return the version and the seconds it took."""
-    code = f"import imagelib, sys; print(imagelib.ingest(sys.argv[1], 'bench', {name!r})['version'])"
-    result = run([sys.executable, "-c", code, str(path)], env)
-    return result["stdout"].strip().splitlines()[-1], result["wall_s"]
+def vips_command(source: Path, out: Path) -> list[str]:
+    """``vips dzsave`` with the DZI defaults imagelib uses (CLI if installed, else pyvips)."""
+    vips = shutil.which("vips")
+    if vips:
+        suffix = f".jpg[Q={QUALITY}]"
+        return [
+            vips,
+            "dzsave",
+            str(source),
+            str(out / "img"),
+            "--tile-size=254",
+            "--overlap=1",
+            f"--suffix={suffix}",
+        ]
+    return [sys.executable, "-c", VIPS_DZI, str(source), str(out), str(QUALITY)]
 
 
 def count_files(folder: Path, suffix: str) -> int:
@@ -126,80 +140,133 @@ def count_files(folder: Path, suffix: str) -> int:
     return sum(1 for _ in folder.rglob(f"*{suffix}"))
 
 
-def bench_dzi(work: Path, size: int, quality: int, env: dict[str, str]) -> dict[str, object]:
-    """imagelib DZI vs vips dzsave."""
+def before_each(outputs: dict[str, Path], inputs: list[Path]) -> Callable[[str], None]:
+    """Clear the side's output folder and warm the inputs (page cache) before each measurement."""
+
+    def before(side: str) -> None:
+        shutil.rmtree(outputs[side], ignore_errors=True)
+        outputs[side].mkdir(parents=True)
+        warm(*[p for p in inputs if p.exists()])
+
+    return before
+
+
+def bench_dzi(work: Path, size: int, runs: int, archive: bool) -> dict[str, Any]:
+    """imagelib DZI (export only, end to end, packed) vs vips dzsave."""
     source = work / f"rgb{size}.tif"
     make_input(source, size)
-    version, ingest_s = ingest(source, f"dzi{size}", env)
-    warm(source)
-    ours = run([sys.executable, "-c", IMAGELIB_DZI, version, str(work / "ours_dzi")], env)
-    vips = run([sys.executable, "-c", VIPS_DZI, str(source), str(work / "vips_dzi"), str(quality)], env)
-    for r in (ours, vips):
-        r.pop("stdout")
-    return {
+    lib, fresh = Library(work / f"home{size}"), Library(work / f"e2e_home{size}")
+    version = lib.ingest(source)["version"]
+    out = {
+        name: work / f"dzi{size}_{name}"
+        for name in ("imagelib_export", "imagelib_end_to_end", "vips_dzsave", "imagelib_export_archive")
+    }
+    sides = {
+        "imagelib_export": lambda: lib.tile(version, "dzi", out["imagelib_export"]),
+        "imagelib_end_to_end": lambda: fresh.end_to_end(source, "dzi", out["imagelib_end_to_end"]),
+        "vips_dzsave": lambda: measure(vips_command(source, out["vips_dzsave"])),
+    }
+    if archive:
+        sides["imagelib_export_archive"] = lambda: lib.tile(
+            version, "dzi", out["imagelib_export_archive"], archive=True
+        )
+    results = interleaved(sides, runs, before_each(out, [source, lib.home / "store"]))
+    report: dict[str, Any] = {
         "size": size,
-        "ingest_s": ingest_s,
-        "imagelib": ours,
-        "vips_dzsave": vips,
+        **results,
         "tiles": {
-            "imagelib": count_files(work / "ours_dzi", ".jpg"),
-            "vips": count_files(work / "vips_dzi", ".jpg"),
+            "imagelib": count_files(out["imagelib_export"], ".jpg"),
+            "vips": count_files(out["vips_dzsave"], ".jpg"),
         },
-        "wall_ratio": round(ours["wall_s"] / vips["wall_s"], 2),
-        "wall_ratio_with_ingest": round((ours["wall_s"] + ingest_s) / vips["wall_s"], 2),
+        "time_ratio_export_vs_vips": ratio(results["imagelib_export"], results["vips_dzsave"]),
+        "time_ratio_end_to_end_vs_vips": ratio(results["imagelib_end_to_end"], results["vips_dzsave"]),
+        "memory_ratio_export_vs_vips": round(
+            results["imagelib_export"]["peak_pss_mib"]["median"]
+            / results["vips_dzsave"]["peak_pss_mib"]["median"],
+            2,
+        ),
         "version": version,
     }
+    if archive:
+        packed = next(out["imagelib_export_archive"].glob("*.zip"))
+        report["archive_bytes"] = packed.stat().st_size
+        report["time_ratio_archive_vs_directory"] = ratio(
+            results["imagelib_export_archive"], results["imagelib_export"]
+        )
+    return report
 
 
-def bench_xyz(work: Path, size: int, env: dict[str, str]) -> dict[str, object]:
-    """imagelib XYZ vs gdal2tiles.py --xyz (one process)."""
+def gdal2tiles_command(source: Path, out: Path, zooms: str, processes: int) -> list[str]:
+    """``gdal2tiles.py --xyz`` with nearest-neighbour resampling, like imagelib's XYZ export."""
+    gdal2tiles = shutil.which("gdal2tiles.py", path="/usr/bin:/bin") or shutil.which(
+        "gdal2tiles", path="/usr/bin:/bin"
+    )
+    assert gdal2tiles
+    return [
+        "/usr/bin/python3",  # Debian's GDAL bindings, not this virtualenv's interpreter
+        gdal2tiles,
+        "--xyz",
+        "-r",
+        "near",
+        "-z",
+        zooms,
+        f"--processes={processes}",
+        "-w",
+        "none",
+        "-q",
+        str(source),
+        str(out),
+    ]
+
+
+def bench_xyz(work: Path, size: int, runs: int) -> dict[str, Any]:
+    """imagelib XYZ vs gdal2tiles.py --xyz -r near at 1 process and at one per core."""
     source = work / f"geo{size}.tif"
     make_input(source, size, seed=1)
-    version, ingest_s = ingest(source, f"xyz{size}", env)
-    ours = run([sys.executable, "-c", IMAGELIB_XYZ, version, str(work / "ours_xyz")], env)
-    summary = json.loads(ours.pop("stdout").strip().splitlines()[-1])
-    result: dict[str, object] = {
-        "size": size,
-        "ingest_s": ingest_s,
-        "imagelib": ours,
-        "zooms": [summary["minzoom"], summary["maxzoom"]],
-        "tiles_imagelib": summary["tiles"],
+    lib, fresh = Library(work / "xyz_home"), Library(work / "xyz_e2e_home")
+    version = lib.ingest(source)["version"]
+    probe = lib.tile(version, "xyz", work / "xyz_probe")["result"]  # zoom range and tile count (untimed)
+    shutil.rmtree(work / "xyz_probe")
+    zooms = f"{probe['minzoom']}-{probe['maxzoom']}"
+    cores = os.cpu_count() or 1
+    report: dict[str, Any] = {"size": size, "zooms": zooms, "cores": cores, "tiles_imagelib": probe["tiles"]}
+    out = {
+        name: work / f"xyz_{name}"
+        for name in ("imagelib_w1", "gdal2tiles_p1", "imagelib_wN", "gdal2tiles_pN", "imagelib_end_to_end")
     }
-    gdal2tiles = shutil.which("gdal2tiles.py") or shutil.which("gdal2tiles")
-    if not gdal2tiles:
-        result["gdal2tiles"] = "skipped: gdal2tiles not installed (apt-get install -y gdal-bin python3-gdal)"
-        return result
-    warm(source)
-    zooms = f"{summary['minzoom']}-{summary['maxzoom']}"
-    clean = {k: v for k, v in env.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
-    clean["PATH"] = "/usr/bin:/bin"
-    peer = run(
-        [
-            "/usr/bin/python3",
-            gdal2tiles,
-            "--xyz",
-            "-z",
-            zooms,
-            "--processes=1",
-            "-w",
-            "none",
-            "-q",
-            str(source),
-            str(work / "gdal_xyz"),
-        ],
-        clean,
-    )
-    peer.pop("stdout")
-    result.update(
-        gdal2tiles=peer,
-        tiles_gdal2tiles=count_files(work / "gdal_xyz", ".png"),
-        speedup_vs_gdal2tiles=round(peer["wall_s"] / ours["wall_s"], 2),
-    )
-    return result
+    sides = {
+        "imagelib_w1": lambda: lib.tile(version, "xyz", out["imagelib_w1"], workers=1),
+        "imagelib_wN": lambda: lib.tile(version, "xyz", out["imagelib_wN"], workers=cores),
+        "imagelib_end_to_end": lambda: fresh.end_to_end(source, "xyz", out["imagelib_end_to_end"], cores),
+    }
+    if shutil.which("gdal2tiles.py", path="/usr/bin:/bin") or shutil.which(
+        "gdal2tiles", path="/usr/bin:/bin"
+    ):
+        clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}  # no virtualenv leaks in
+        sides["gdal2tiles_p1"] = lambda: measure(
+            gdal2tiles_command(source, out["gdal2tiles_p1"], zooms, 1), clean
+        )
+        sides["gdal2tiles_pN"] = lambda: measure(
+            gdal2tiles_command(source, out["gdal2tiles_pN"], zooms, cores), clean
+        )
+    else:
+        report["gdal2tiles"] = "skipped: gdal2tiles not installed (apt-get install -y gdal-bin python3-gdal)"
+    results = interleaved(sides, runs, before_each(out, [source, lib.home / "store"]))
+    report.update(results)
+    if "gdal2tiles_p1" in results:
+        report["tiles_gdal2tiles"] = count_files(out["gdal2tiles_p1"], ".png")
+        report["speedup_1_process"] = round(1 / ratio(results["imagelib_w1"], results["gdal2tiles_p1"]), 2)
+        report["speedup_all_cores"] = round(1 / ratio(results["imagelib_wN"], results["gdal2tiles_pN"]), 2)
+        report["speedup_end_to_end"] = round(
+            1 / ratio(results["imagelib_end_to_end"], results["gdal2tiles_pN"]), 2
+        )
+    return report
 
 
-def bench_on_the_fly(version: str, count: int = 200) -> dict[str, float]:
+def bench_on_the_fly(version: str, home: Path, count: int = 200) -> dict[str, float]:
     """p50/p95 ms of full-resolution 256×256 PNG tiles (tile cache off), chunk cache cold and warm."""
+    os.environ["IMAGELIB_HOME"] = str(home)
+    os.environ.pop("IMAGELIB_STORE", None), os.environ.pop("IMAGELIB_CATALOG", None)
     from imagelib.context import current
     from imagelib.tiling.render import render_tile, renderer_for
 
@@ -214,42 +281,150 @@ def bench_on_the_fly(version: str, count: int = 200) -> dict[str, float]:
         if label == "cold":
             current().clear_caches()  # decoded chunks and opened versions live on the context
         times = []
-        for col, row in tiles:
+        for col, row_ in tiles:
             start = time.perf_counter()
-            render_tile(version, level, col, row, "png", tile_size=256, overlap=0, cache=None)
+            render_tile(version, level, col, row_, "png", tile_size=256, overlap=0, cache=None)
             times.append((time.perf_counter() - start) * 1000)
         out[f"{label}_p50_ms"] = round(float(np.percentile(times, 50)), 2)
         out[f"{label}_p95_ms"] = round(float(np.percentile(times, 95)), 2)
     return out
 
 
-def main() -> None:
-    """Run the three benchmarks and print one JSON document."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def markdown(report: dict[str, Any]) -> str:
+    """README table rows for these results."""
+    lines = list(TABLE_HEAD)
+    for dzi in report["dzi"]:
+        n = dzi["size"]
+        what = f"`benchmarks/pyramid.py`: DZI of {n}² RGB (254/1, JPEG Q75, {dzi['tiles']['imagelib']} tiles)"
+        vips = f"`vips dzsave` {cell(dzi['vips_dzsave'])}"
+        lines.append(
+            row(
+                f"{what}, export only — imagelib: start-up + read the stored pyramid + encode + write "
+                "(ingest not counted); vips: start-up + decode the raw TIFF + shrink + encode + write",
+                cell(dzi["imagelib_export"]),
+                vips,
+                f"{dzi['time_ratio_export_vs_vips']:.2f}× vips time, "
+                f"{dzi['memory_ratio_export_vs_vips']:.1f}× memory",
+                TARGETS["dzi_export"],
+            )
+        )
+        e2e = dzi["imagelib_end_to_end"]
+        lines.append(
+            row(
+                f"{what}, raw file → tiles on disk — imagelib: "
+                f"`ingest` ({e2e['ingest_s']['median']:.2f} s) + "
+                f"`tile` ({e2e['export_s']['median']:.2f} s), two CLI runs, a fresh library each run; "
+                "vips: the runs above",
+                cell(e2e),
+                vips,
+                f"{dzi['time_ratio_end_to_end_vs_vips']:.2f}× vips time",
+                TARGETS["dzi_end_to_end"],
+            )
+        )
+        if "imagelib_export_archive" in dzi:
+            lines.append(
+                row(
+                    f"{what}, export only, one packed zip "
+                    f"(`tile --archive`, {dzi['archive_bytes'] / 1e6:.1f} MB) "
+                    "vs one file per tile",
+                    cell(dzi["imagelib_export_archive"]),
+                    f"file per tile {cell(dzi['imagelib_export'])}",
+                    f"{dzi['time_ratio_archive_vs_directory']:.2f}× the time",
+                    TARGETS["dzi_archive"],
+                )
+            )
+    xyz = report["xyz"]
+    what = (
+        f"`benchmarks/pyramid.py`: XYZ z{xyz['zooms'].replace('-', '–')} of {xyz['size']}² 3-band UTM "
+        f"GeoTIFF, nearest both, PNG ({xyz['tiles_imagelib']} tiles imagelib, "
+        f"{xyz.get('tiles_gdal2tiles', '?')} gdal2tiles)"
     )
-    parser.add_argument("--size", type=int, default=16384, help="DZI input side (px)")
+    if "gdal2tiles_p1" in xyz:
+        for procs, ours, peer, speedup in (
+            (1, "imagelib_w1", "gdal2tiles_p1", "speedup_1_process"),
+            (xyz["cores"], "imagelib_wN", "gdal2tiles_pN", "speedup_all_cores"),
+        ):
+            lines.append(
+                row(
+                    f"{what}, {procs} process{'es' if procs > 1 else ''} — imagelib: export only, "
+                    f"`--workers {procs}`; gdal2tiles: "
+                    f"`-r near --processes={procs}` from the raw file (its whole job)",
+                    cell(xyz[ours]),
+                    f"`gdal2tiles.py` {cell(xyz[peer])}",
+                    f"speed {xyz[speedup]:.2f}× (peer time ÷ ours)",
+                    TARGETS["xyz"],
+                )
+            )
+        lines.append(
+            row(
+                f"{what}, raw file → tiles on disk, {xyz['cores']} processes — imagelib: `ingest` + `tile`",
+                cell(xyz["imagelib_end_to_end"]),
+                f"`gdal2tiles.py` {cell(xyz['gdal2tiles_pN'])}",
+                f"speed {xyz['speedup_end_to_end']:.2f}× (peer time ÷ ours)",
+                TARGETS["xyz"],
+            )
+        )
+    else:
+        lines.append(row(f"{what} vs `gdal2tiles.py`", cell(xyz["imagelib_w1"]), "not installed", "—", ""))
+    fly = report["on_the_fly_png_256"]
+    lines.append(
+        row(
+            "`benchmarks/pyramid.py`: on-the-fly 256² PNG tile (`render_tile`, tile cache off, in process)",
+            f"p50 {fly['warm_p50_ms']} ms warm, {fly['cold_p50_ms']} ms cold; "
+            f"p95 {fly['warm_p95_ms']} ms warm",
+            "—",
+            "—",
+            TARGETS["on_the_fly"],
+        )
+    )
+    lines.append("")
+    if len(report["dzi"]) > 1:  # the target: export memory flat in the image size
+        first, last = report["dzi"][0], report["dzi"][-1]
+        a, b = (d["imagelib_export"]["peak_pss_mib"]["median"] for d in (first, last))
+        lines.append(
+            f"DZI export peak memory from {first['size']}² to {last['size']}²: {a:.0f} → {b:.0f} MiB "
+            f"({(b / a - 1) * 100:+.0f} %); vips {first['vips_dzsave']['peak_pss_mib']['median']:.0f} → "
+            f"{last['vips_dzsave']['peak_pss_mib']['median']:.0f} MiB."
+        )
+    lines.append(MEMORY_NOTE.format(runs=report["runs"], **report["machine"]))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the benchmarks (or load saved results); print JSON or markdown."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--sizes", default="8192,16384", help="DZI input sides (px), comma-separated")
     parser.add_argument("--xyz-size", type=int, default=8192, help="XYZ input side (px)")
-    parser.add_argument("--quality", type=int, default=75, help="JPEG quality (both peers)")
+    parser.add_argument("--archive-size", type=int, default=8192, help="DZI size also exported packed")
+    parser.add_argument("--runs", type=int, default=3, help="measurements per side (median, min–max)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--results", type=Path, default=None, help="also save the JSON results here")
+    parser.add_argument("--markdown", action="store_true", help="print README table rows instead of JSON")
+    parser.add_argument("--load", type=Path, default=None, help="print saved results instead of running")
     args = parser.parse_args()
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="imagelib-pyramid-"))
-    work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "IMAGELIB_HOME": str(work / "home")}
-    env.pop("IMAGELIB_STORE", None), env.pop("IMAGELIB_CATALOG", None)
-    os.environ.update(IMAGELIB_HOME=env["IMAGELIB_HOME"])
-    try:
-        dzi = bench_dzi(work, args.size, args.quality, env)
-        report = {
-            "cores": os.cpu_count(),
-            "dzi": dzi,
-            "xyz": bench_xyz(work, args.xyz_size, env),
-            "on_the_fly_png_256": bench_on_the_fly(dzi["version"]),
-        }
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps(report, indent=2))
+    if args.load:
+        report = json.loads(args.load.read_text())
+    else:
+        work = Path(args.workdir or tempfile.mkdtemp(prefix="imagelib-pyramid-"))
+        work.mkdir(parents=True, exist_ok=True)
+        sizes = [int(s) for s in args.sizes.split(",")]
+        try:
+            dzi = [bench_dzi(work, n, args.runs, n == args.archive_size) for n in sizes]
+            report = {
+                "benchmark": "pyramid",
+                "machine": machine(),
+                "runs": args.runs,
+                "dzi": dzi,
+                "xyz": bench_xyz(work, args.xyz_size, args.runs),
+                "on_the_fly_png_256": bench_on_the_fly(dzi[-1]["version"], work / f"home{sizes[-1]}"),
+            }
+        finally:
+            if args.workdir is None:
+                shutil.rmtree(work, ignore_errors=True)
+    if args.results:
+        args.results.write_text(json.dumps(report, indent=2))
+    print(markdown(report) if args.markdown else json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

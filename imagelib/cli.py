@@ -189,10 +189,14 @@ def parse_interval(text: str | None) -> tuple[datetime | None, datetime | None] 
 @app.command()
 @coded
 def gc(as_json: JsonOpt = False) -> None:
-    """Remove abandoned staging data left by killed ingests."""
+    """Remove abandoned staging data left by killed ingests and expired upload spools (tus, multipart)."""
+    from imagelib.api.settings import ApiSettings
+    from imagelib.api.spool import expire_uploads, spool_dir
     from imagelib.context import current
 
-    emit({"removed_staging": current().store.collect_staging()}, as_json)
+    lib, api = current(), ApiSettings.from_env()
+    removed_uploads = expire_uploads(spool_dir(lib.settings.home, api), api.upload_expiry_s)
+    emit({"removed_staging": lib.store.collect_staging(), "removed_uploads": removed_uploads}, as_json)
 
 
 @app.command()
@@ -217,6 +221,10 @@ def tile(
     tile_size: Annotated[int, typer.Option(help="DZI tile size")] = 254,
     overlap: Annotated[int, typer.Option(help="DZI tile overlap")] = 1,
     embed: Annotated[bool, typer.Option(help="also write index.html + vendored viewer")] = False,
+    archive: Annotated[
+        bool, typer.Option(help="all tiles in one packed <name>.zip (read with HTTP Range) instead of files")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="render threads (default: one per core)")] = None,
     axis: Annotated[str | None, typer.Option(help="volumes: slice across z|y|x, or views (xy+xz+yz)")] = None,
     index: Annotated[int | None, typer.Option(help="volumes: slice index (default: centre)")] = None,
     chain: Annotated[
@@ -235,6 +243,7 @@ def tile(
         result = orthogonal_views(version, out, embed=embed, style=style, progress=True, fmt=fmt or "png")
     else:
         options = {"tile_size": tile_size, "overlap": overlap, "axis": axis, "index": index, "chain": chain}
+        options.update(archive=archive, workers=workers)
         result = tile_version(
             version, scheme, out, fmt=fmt, embed=embed, style=style, progress=True, **options
         )
@@ -252,6 +261,7 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
 
 
 @app.command()
+@coded
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="jobs run at once (also the prefetch)")] = 1,
     queue: Annotated[str, typer.Option(envvar="IMAGELIB_QUEUE_NAME", help="queue name")] = "imagelib.jobs",
@@ -263,10 +273,7 @@ def worker(
     """Run queued jobs from IMAGELIB_QUEUE (an AMQP URL) until SIGTERM; JSON log lines on stderr."""
     from imagelib.queue.worker import serve_forever
 
-    try:
-        serve_forever(concurrency=concurrency, name=queue, imports=imports or [])
-    except ImagelibError as exc:
-        fail(exc, False)
+    serve_forever(concurrency=concurrency, name=queue, imports=imports or [])
 
 
 @app.command("dev-idp")
@@ -287,3 +294,76 @@ def dev_idp(
         sys.stdout.flush()
 
     serve(realm, host, port, keys_file=keys, allow_remote=allow_remote, public_url=public_url, on_ready=ready)
+
+
+@app.command()
+@coded
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind (non-loopback needs IMAGELIB_OIDC_ISSUER)")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Run the HTTP API (FastAPI on uvicorn; OpenAPI at /v1/openapi.json, docs at /v1/docs)."""
+    from imagelib.api.serve import serve as run
+
+    run(host, port)
+
+
+audit_app = typer.Typer(help="The audit log's hash chain.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+@coded
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Walk the audit hash chain; exit 1 when a row was edited, deleted or reordered."""
+    from imagelib.audit import verify
+    from imagelib.context import current
+
+    result = verify(current().catalog)
+    emit(result, as_json)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("stitch")
+@coded
+def stitch(
+    versions: Annotated[list[str], typer.Argument(help="tile version IDs, in layout order")],
+    layout: Annotated[Path, typer.Option(help="layout JSON (Layout.to_json(): positions, tile_shape)")],
+    params: Annotated[Path | None, typer.Option(help="JSON object of stitch parameters")] = None,
+    namespace: Annotated[str | None, typer.Option(help="default: the first tile's namespace")] = None,
+    dataset: Annotated[str | None, typer.Option(help="default: '<first tile's dataset>-mosaic'")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stitch tile versions into a mosaic: a derived version with lineage (idempotent)."""
+    from imagelib.stitching import Layout, StitchParams
+    from imagelib.stitching import stitch as run
+
+    options = StitchParams.from_json(json.loads(params.read_text()) if params else {})
+    tiles = Layout.from_json(layout)
+    result = run(versions, tiles, namespace=namespace, dataset=dataset, params=options, progress=not as_json)
+    emit(result.summary(), as_json)
+
+
+catalog_app = typer.Typer(help="intake catalogs of the library's versions.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("export")
+@coded
+def catalog_export(
+    out: Annotated[Path, typer.Option(help="the intake 2 catalog YAML to write")],
+    namespace: Annotated[str | None, typer.Option(help="only this namespace's versions")] = None,
+    location: Annotated[
+        bool, typer.Option(help="pin this library's store/catalog URLs into the entries (else: the env's)")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write an intake catalog: an entry per version (imagelib.open's lazy xarray), datasets as aliases."""
+    try:
+        from imagelib.intake_export import export_catalog
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"{exc.name} is missing: pip install 'imagelib[catalog]'", field="out") from exc
+    emit(export_catalog(out, namespace, location=location), as_json)

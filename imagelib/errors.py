@@ -193,9 +193,14 @@ _SPECS: list[ErrorSpec] = [
         INF_FORBIDDEN="infinite values found where the rule set forbids them",
         CHECKSUM_MISMATCH="the file's sha256 differs from the declared one",
         EXTERNAL_REFERENCE="the file points outside itself (HDF5 external link/storage/VDS, VSI/URL path)",
+        STITCH_NO_OVERLAP="no neighbouring tiles overlap: nominal positions are used (a warning)",
+    ),
+    *_rows(
+        InputError,
+        400,
+        EXIT_FAILED,
         STITCH_INCOMPATIBLE_TILES="tiles to stitch differ in ndim, dtype or band count",
         STITCH_LAYOUT_MISMATCH="the stitching layout does not match the tiles (count, dims, duplicates)",
-        STITCH_NO_OVERLAP="no neighbouring tiles overlap: nominal positions are used (a warning)",
     ),
     *_rows(InputError, 422, EXIT_FAILED, VALIDATION_FAILED="validation failed (the report lists why)"),
     *_rows(
@@ -314,6 +319,18 @@ def from_exception(exc: BaseException) -> ImagelibError:
     if isinstance(exc, ImagelibError):
         return exc
     return ImagelibError(f"{type(exc).__name__}: {exc}", code="INTERNAL")
+
+
+def error_body(exc: ImagelibError) -> dict[str, Any]:
+    """The HTTP body of a coded error: ``{"error": {"code","message","details"}}`` (details: field, expected,
+    found, the validation report, …; strict JSON)."""
+    from imagelib.hashing import jsonable
+
+    item = exc.to_dict()
+    details = {k: v for k, v in item.items() if k not in ("code", "message") and v is not None}
+    if isinstance(exc, ValidationFailed):
+        details["report"] = exc.report
+    return jsonable({"error": {"code": exc.code, "message": exc.message, "details": details}})
 
 
 def markdown_table() -> str:

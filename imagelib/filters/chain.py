@@ -19,6 +19,7 @@ from imagelib.backend import BackendName, get_xp, is_cupy_array, select_backend,
 from imagelib.errors import ImagelibError
 from imagelib.filters.base import Op
 from imagelib.filters.lazy import DEFAULT_MEMORY_BUDGET, run_dask, run_ops
+from imagelib.filters.ops_band import BandScale, Clip, Gamma
 from imagelib.filters.ops_deconv import _DeconvOp
 from imagelib.filters.psf import PsfResolver
 from imagelib.filters.schema import ChainLike, check_ops, validate_chain
@@ -109,6 +110,28 @@ def _apply_dataarray(data: Any, ops: list[Op], has_band: bool, backend: str, mem
     band = data.dims[0]
     coords = {k: v for k, v in data.coords.items() if band not in v.dims}
     return type(data)(out, dims=data.dims, coords=coords, attrs=dict(data.attrs), name=data.name)
+
+
+#: Ops computed pixel by pixel (no neighbours, no fitted statistics): after the chain's last
+#: neighbourhood op they may run on the cropped tile alone. Each starts with an exact copy (astype,
+#: clip, maximum), so their rounded float loops (``**``) still see contiguous planes, as on the whole tile.
+PIXEL_OPS = (BandScale, Clip, Gamma)
+
+
+def apply_chain_cropped(
+    data: np.ndarray, chain: ChainLike, crop: tuple[slice, ...], *, dims: Sequence[str]
+) -> Any:
+    """``apply_chain(data, chain, dims=dims)[crop]``, with the chain's trailing per-pixel ops run on the
+    cropped pixels only (a tile's halo is needed by neighbourhood ops, not by point ops after them)."""
+    ops, has_band, _ = prepare(chain, tuple(data.shape), tuple(dims))  # the whole chain's checks and errors
+    head = len(ops)
+    while head and type(ops[head - 1]) in PIXEL_OPS:
+        head -= 1
+    if head:
+        data = _apply_array(data, ops[:head], has_band, "auto", DEFAULT_MEMORY_BUDGET)
+    if head == len(ops):
+        return data[crop]
+    return _apply_array(data[crop], ops[head:], has_band, "auto", DEFAULT_MEMORY_BUDGET)
 
 
 def apply_chain(

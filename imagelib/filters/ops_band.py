@@ -110,9 +110,18 @@ class Gamma(BandOp):
     gain: float = 1.0
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
-        return self.map_bands(
-            array, xp, lambda x, _: (xp.maximum(x, 0) ** self.gamma * self.gain).astype(x.dtype)
-        )
+        if self.bands is None and array.dtype.kind == "f":  # pointwise on every band: one stack-wide pass
+            return self._apply(array, xp)
+        return self.map_bands(array, xp, lambda x, _: self._apply(x, xp))
+
+    def _apply(self, x: Any, xp: ModuleType) -> Any:
+        """``(max(x, 0) ** gamma * gain).astype(x.dtype)``; for floats in place on one temporary."""
+        if x.dtype.kind != "f":
+            return (xp.maximum(x, 0) ** self.gamma * self.gain).astype(x.dtype)
+        y = xp.maximum(x, 0)
+        y **= self.gamma  # `**=` takes the same scalar-exponent shortcuts (0.5 → sqrt, 2 → square) as `**`
+        y *= self.gain  # kept even for gain 1: the same float ops as the expression above, bit for bit
+        return y
 
 
 class PercentileStretch(BandOp):

@@ -1,6 +1,7 @@
 """Self-contained viewers next to exported tiles: ``index.html`` + vendored OpenSeadragon (DZI) or
 Leaflet (XYZ), no CDN, no XHR (the DZI descriptor is inlined), so the folder works from ``file://``,
-any static host or an object-store bucket; plus the copy-paste ``<iframe>`` snippet."""
+any static host or an object-store bucket; plus the copy-paste ``<iframe>`` snippet. A packed export
+(``--archive``) reads tiles out of one zip with HTTP Range requests (``static/tilearchive.js``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 from imagelib.tiling.grid import DziGrid
 from imagelib.tiling.sink import Sink
 from imagelib.tiling.vendor import STATIC
+
+ARCHIVE_JS = STATIC.parent / "tilearchive.js"  # ours (not vendored): reads tiles out of a packed archive
+ARCHIVE_HEAD = f'\n<script src="{ARCHIVE_JS.name}"></script>'
 
 PAGE = Template("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -26,13 +30,13 @@ $script
 
 OSD = Template("""OpenSeadragon({
   id: "viewer", drawer: "canvas", showNavigationControl: false, showNavigator: true,
-  tileSources: {Image: $image}
+  tileSources: $source
 });""")
 
 LEAFLET = Template("""var map = L.map("viewer",
   {minZoom: $minzoom, maxZoom: $maxzoom_view, attributionControl: false});
 var bounds = L.latLngBounds([[$south, $west], [$north, $east]]);
-L.tileLayer("{z}/{x}/{y}.$fmt", {minZoom: $minzoom, maxZoom: $maxzoom_view, minNativeZoom: $minzoom,
+$layer("{z}/{x}/{y}.$fmt", {minZoom: $minzoom, maxZoom: $maxzoom_view, minNativeZoom: $minzoom,
   maxNativeZoom: $maxzoom, bounds: bounds, tileSize: 256, noWrap: true}).addTo(map);
 map.fitBounds(bounds);""")
 
@@ -49,13 +53,22 @@ def _image(grid: DziGrid, name: str, fmt: str) -> dict[str, Any]:
     }
 
 
-def dzi_page(grid: DziGrid, name: str, fmt: str, title: str) -> str:
-    """index.html showing ``<name>.dzi`` with OpenSeadragon."""
-    image = _image(grid, name, fmt)
+def dzi_page(grid: DziGrid, name: str, fmt: str, title: str, archive: str | None = None) -> str:
+    """index.html showing ``<name>.dzi`` with OpenSeadragon (tiles from the packed ``archive`` if given)."""
+    image = json.dumps(_image(grid, name, fmt))
     head = '\n<script src="vendor/openseadragon.min.js"></script>'
-    return PAGE.substitute(
-        title=html.escape(title), head=head, script=OSD.substitute(image=json.dumps(image))
-    )
+    if archive is None:
+        script = OSD.substitute(source=f"{{Image: {image}}}")
+    else:
+        head += ARCHIVE_HEAD
+        script = _from_archive(archive, OSD.substitute(source=f"archive.dziSource({image})"))
+    return PAGE.substitute(title=html.escape(title), head=head, script=script)
+
+
+def _from_archive(archive: str, script: str) -> str:
+    """Run a viewer script once the archive's index is read (``archive`` in scope); see tilearchive.js."""
+    url = json.dumps(archive).replace("</", "<\\/")
+    return f"TileArchive.start({url}, function (archive) {{\n{script}\n}});"
 
 
 def views_page(grids: dict[str, DziGrid], fmt: str, title: str) -> str:
@@ -76,11 +89,18 @@ def views_page(grids: dict[str, DziGrid], fmt: str, title: str) -> str:
     return body.replace('<div id="viewer"></div>', "".join(divs))
 
 
-def xyz_page(lonlat: tuple[float, float, float, float], zooms: tuple[int, int], fmt: str, title: str) -> str:
-    """index.html showing ``{z}/{x}/{y}.<fmt>`` with Leaflet."""
+def xyz_page(
+    lonlat: tuple[float, float, float, float],
+    zooms: tuple[int, int],
+    fmt: str,
+    title: str,
+    archive: str | None = None,
+) -> str:
+    """index.html showing ``{z}/{x}/{y}.<fmt>`` with Leaflet (tiles from the packed ``archive`` if given)."""
     west, south, east, north = lonlat
     head = '\n<link rel="stylesheet" href="vendor/leaflet.css"><script src="vendor/leaflet.js"></script>'
     script = LEAFLET.substitute(
+        layer="L.tileLayer" if archive is None else "archive.leafletLayer",
         minzoom=zooms[0],
         maxzoom=zooms[1],
         maxzoom_view=zooms[1] + 2,
@@ -90,11 +110,14 @@ def xyz_page(lonlat: tuple[float, float, float, float], zooms: tuple[int, int], 
         east=east,
         north=north,
     )
+    if archive is not None:
+        head += ARCHIVE_HEAD
+        script = _from_archive(archive, script)
     return PAGE.substitute(title=html.escape(title), head=head, script=script)
 
 
-def write_viewer(sink: Sink, page: str, scheme: str) -> None:
-    """Write ``index.html`` and the vendored viewer files it loads."""
+def write_viewer(sink: Sink, page: str, scheme: str, archive: bool = False) -> None:
+    """Write ``index.html`` and the vendored viewer files it loads (+ the archive reader)."""
     names = (
         ["openseadragon.min.js", "openseadragon.LICENSE.txt"]
         if scheme == "dzi"
@@ -102,6 +125,8 @@ def write_viewer(sink: Sink, page: str, scheme: str) -> None:
     )
     for name in names:
         sink.write(f"vendor/{name}", (STATIC / name).read_bytes())
+    if archive:
+        sink.write(ARCHIVE_JS.name, ARCHIVE_JS.read_bytes())
     sink.write("index.html", page)
 
 

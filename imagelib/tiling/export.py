@@ -9,6 +9,7 @@ from typing import Any
 
 from imagelib.context import Library
 from imagelib.errors import UsageError
+from imagelib.tiling.archive import SUFFIX, tile_writer
 from imagelib.tiling.embed import dzi_page, iframe_snippet, views_page, write_viewer, xyz_page
 from imagelib.tiling.encode import normalize_format
 from imagelib.tiling.pyramid import write_dzi, write_xyz
@@ -33,9 +34,14 @@ def tile_version(
     style: Style | None = None,
     name: str | None = None,
     progress: bool = False,
+    archive: bool = False,
+    workers: int | None = None,
     lib: Library | None = None,
 ) -> dict[str, Any]:
-    """Write a pyramid of ``version``; return ``{"scheme","out","format","tiles",...}`` (+ viewer info)."""
+    """Write a pyramid of ``version``; return ``{"scheme","out","format","tiles",...}`` (+ viewer info).
+
+    ``archive``: all tiles (and the ``.dzi``) go into one packed ``<name>.zip`` under ``out`` instead of
+    one file each; ``workers``: render threads (default one per core)."""
     if scheme not in ("dzi", "xyz"):
         raise UsageError(f"unknown scheme {scheme!r}", field="scheme", expected=["dzi", "xyz"], found=scheme)
     fmt = normalize_format(fmt or ("jpg" if scheme == "dzi" else "png"))
@@ -43,10 +49,17 @@ def tile_version(
     sink = Sink(out)
     title = str(renderer.plane.attrs.get("name") or version)
     result: dict[str, Any] = {"version": version, "scheme": scheme, "out": sink.url, "format": fmt}
+    slice_tag = f"_{axis or 'z'}{'' if index is None else index}"
+    name = name or (version if axis is None and index is None else version + slice_tag)
+    packed = f"{name}{SUFFIX}" if archive else None
+    with tile_writer(sink, packed) as writer:
+        if scheme == "dzi":
+            grid = write_dzi(renderer, writer, name, fmt, tile_size, overlap, progress, workers)
+        else:
+            zooms = write_xyz(renderer, writer, fmt, progress, workers)
+    if packed:
+        result["archive"] = packed
     if scheme == "dzi":
-        slice_tag = f"_{axis or 'z'}{'' if index is None else index}"
-        name = name or (version if axis is None and index is None else version + slice_tag)
-        grid = write_dzi(renderer, sink, name, fmt, tile_size, overlap, progress)
         result.update(
             name=name,
             dzi=f"{name}.dzi",
@@ -55,13 +68,12 @@ def tile_version(
             width=grid.width,
             height=grid.height,
         )
-        page = dzi_page(grid, name, fmt, title)
+        page = dzi_page(grid, name, fmt, title, packed)
     else:
-        zooms = write_xyz(renderer, sink, fmt, progress)
         result.update(minzoom=zooms[0], maxzoom=zooms[1], tiles=renderer.xyz_grid.total_tiles())
-        page = xyz_page(renderer.xyz_grid.lonlat, zooms, fmt, title)
+        page = xyz_page(renderer.xyz_grid.lonlat, zooms, fmt, title, packed)
     if embed:
-        write_viewer(sink, page, scheme)
+        write_viewer(sink, page, scheme, archive)
         result.update(index_html=f"{sink.url}/index.html", iframe=iframe_snippet(sink.url))
     return result
 

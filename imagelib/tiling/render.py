@@ -46,15 +46,14 @@ def read(
 
 def apply_filters(data: np.ndarray, chain: Chain | None, has_band: bool, inner: Window) -> np.ndarray:
     """Step 2: run the filter chain on ``(bands, h, w)`` pixels, then crop the halo away."""
-    if chain:
-        from imagelib.filters import apply_chain
+    window = (slice(inner.y0, inner.y1), slice(inner.x0, inner.x1))
+    if not chain:
+        return data[(slice(None), *window)]
+    from imagelib.filters.chain import apply_chain_cropped  # crops before the chain's trailing point ops
 
-        data = (
-            apply_chain(data, chain, dims=("band", "y", "x"))
-            if has_band
-            else apply_chain(data[0], chain, dims=("y", "x"))[None]
-        )
-    return data[:, inner.y0 : inner.y1, inner.x0 : inner.x1]
+    if has_band:
+        return apply_chain_cropped(data, chain, (slice(None), *window), dims=("band", "y", "x"))
+    return apply_chain_cropped(data[0], chain, window, dims=("y", "x"))[None]
 
 
 def as_float(data: np.ndarray, nodata: float | None) -> np.ndarray:

@@ -110,19 +110,37 @@ def invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:
     return bad.all(axis=0)
 
 
+def _stretch(band: np.ndarray, lo: np.float32, gain: np.float32) -> np.ndarray:
+    """One band: ``uint8(clip((x - lo) * gain + 0.5, 0, 255))`` computed in float32, NaN → 0.
+
+    In place on one float32 copy with scalar operands (contiguous SIMD loops, no temporaries); the
+    same float32 operations, so the same bytes, as the whole-stack ``nan_to_num(clip(...))``."""
+    with np.errstate(over="ignore", invalid="ignore"):  # huge nodata values saturate, then are masked
+        work = band.astype(np.float32)
+        if lo != 0:  # x - 0 and x * 1 are x (NaN, ±inf; ±0 up to a sign the + 0.5 drops): skip the passes
+            np.subtract(work, lo, out=work)
+        if gain != 1:
+            np.multiply(work, gain, out=work)
+        np.add(work, np.float32(0.5), out=work)
+        # fmax/fmin return the number when the other operand is NaN: clip to 0..255 and NaN → 0 at once
+        np.fmax(work, np.float32(0), out=work)
+        np.fmin(work, np.float32(255), out=work)
+    return work.astype(np.uint8)
+
+
 def to_uint8(data: np.ndarray, scaling: Scaling, missing: np.ndarray | None = None) -> np.ndarray:
     """Selected bands ``(n, h, w)`` → ``(h, w, c)`` uint8 with c ∈ {1, 2, 3, 4} (alpha last);
     ``missing`` marks extra transparent pixels (e.g. outside the source)."""
     if scaling.identity and data.dtype == np.uint8:
-        img = data
+        bands = list(data)
     else:
-        lo = scaling.lo.astype(np.float32)[:, None, None]
-        gain = (255.0 / (scaling.hi - scaling.lo)).astype(np.float32)[:, None, None]
-        with np.errstate(over="ignore", invalid="ignore"):  # huge nodata values saturate, then are masked
-            work = (data.astype(np.float32) - lo) * gain + np.float32(0.5)
-            np.clip(work, 0, 255, out=work)
-            img = np.nan_to_num(work, nan=0.0).astype(np.uint8)
-    img = scaling.table[img[0]] if scaling.table is not None else np.stack(list(img), axis=-1)  # interleave
+        lo = scaling.lo.astype(np.float32)
+        gain = (255.0 / (scaling.hi - scaling.lo)).astype(np.float32)
+        n = max(len(lo), data.shape[0])  # one range for all bands, or one band under several ranges
+        lo, gain = np.broadcast_to(lo, (n,)), np.broadcast_to(gain, (n,))
+        data_n = np.broadcast_to(data, (n, *data.shape[1:]))
+        bands = [_stretch(data_n[b], lo[b], gain[b]) for b in range(n)]
+    img = scaling.table[bands[0]] if scaling.table is not None else np.stack(bands, axis=-1)  # interleave
     if not scaling.alpha:
         return img
     mask = invalid(data, scaling.nodata) if missing is None else invalid(data, scaling.nodata) | missing

@@ -5,12 +5,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 from imagelib.storage import Store, is_local_url
 
 
+class TileWriter(Protocol):
+    """Where the pyramid writer puts tiles: a :class:`Sink` (one object per tile) or a
+    :class:`imagelib.tiling.archive.TileArchive` (one packed file; ``ordered``: one writer thread)."""
+
+    ordered: bool
+
+    def write(self, rel: str, data: bytes | str) -> None: ...
+
+
 class Sink:
     """Writes ``relative/path`` → bytes under an output folder or object-store prefix."""
+
+    ordered = False  # objects are independent: tiles are written from the render threads
 
     def __init__(self, out: str | os.PathLike[str]) -> None:
         text = os.fspath(out)

@@ -93,6 +93,7 @@ class FilterChainBuilder:
         self.on_apply = on_apply or default_on_apply(self.version)
         self.debounce_s = debounce_s
         self.result: Any = None
+        self._listeners: list[Callable[[list[dict[str, Any]]], Any]] = []
         self._timer: threading.Timer | None = None
         self._build()
         self._rebuild_ops()
@@ -157,7 +158,13 @@ class FilterChainBuilder:
             self._rebuild_ops()
         else:
             self.chain_text.value = json.dumps(self.model.to_chain(), indent=1)
+        for listener in self._listeners:
+            listener(self.model.to_chain())
         self.schedule_preview()
+
+    def on_change(self, callback: Callable[[list[dict[str, Any]]], Any]) -> None:
+        """Call ``callback(chain)`` after every accepted edit (a linked DeepZoomViewer uses this)."""
+        self._listeners.append(callback)
 
     def add(self, op_name: str) -> None:
         """Append an op with its default parameters."""
