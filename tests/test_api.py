@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 import imagelib
 from imagelib.api import ApiSettings, create_app
+from imagelib.api.spool import spool_dir
 from imagelib.context import Library
 from imagelib.errors import TABLE
 from tests.conftest import DATA
@@ -232,6 +233,9 @@ def test_upload_to_version(client: TestClient, lib: Library, catalog_env: str) -
     assert version["checksum"] == hashlib.sha256(GEO.read_bytes()).hexdigest()
     assert version["datasets"] == ["earth/up"]
     assert client.get(f"/v1/tiles/{done['version']}/1/0/0.png").status_code == 200
+    svc = client.app.state.service
+    spool = spool_dir(svc.lib.settings.home, svc.settings)
+    assert not [p for p in spool.rglob("*") if p.is_file()]  # the spooled upload is gone once stored
 
 
 def test_malformed_uploads_fail_with_coded_reports(client: TestClient, lib: Library, tmp_path: Path) -> None:

@@ -85,6 +85,8 @@ def submit_ingest(
 ) -> str:
     """Queue the ingest of a finished upload; unless ``keep``, its folder goes if the queue refuses it."""
     payload = {"source": str(path), "namespace": namespace, "dataset": dataset, "sha256": sha256}
+    if not keep:  # the worker removes the spooled file once the job is final (stored or refused)
+        payload["cleanup"] = str(path)
     try:
         job = svc.submit("ingest", payload)
     except Exception:

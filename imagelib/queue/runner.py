@@ -102,6 +102,8 @@ def cleanup(payload: dict[str, Any]) -> None:
     path = payload.get("cleanup")
     if path:
         Path(path).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the upload's own folder, when nothing else is left in it
+            Path(path).parent.rmdir()
 
 
 class Throttled:
