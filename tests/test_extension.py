@@ -229,3 +229,16 @@ def test_path_tricks_never_read_a_file(server: Server, tail: str) -> None:
     status, body = raw_get(server, f"{BASE}imagelib/tiles/{tail.format(geo=server.geo)}")
     assert 400 <= status < 500, (tail, status, body[:200])
     assert b"root:" not in body and b"SQLite format" not in body and PNG not in body
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [("axis=w", "USAGE"), ("index=-1", "USAGE"), ("index=x1", "USAGE"), ("axis=y&index=0", "USAGE")],
+)
+def test_bad_slice_parameters_are_400(server: Server, query: str, code: str) -> None:
+    """``?axis=&index=`` choose a slice of a volume: a malformed value, or a slice of a 2D image, is a
+    coded 400 with no tile bytes (volumes' slices are checked against render_tile in test_widgets_viewer)."""
+    response = server.get(f"{server.plain}_files/0/0_0.png?{query}")
+    assert response.status_code == 400, response.text
+    coded(response, code)
+    assert "etag" not in response.headers

@@ -57,8 +57,12 @@ class TileBase(APIHandler):
 
         check_version_id(version)
         chain = parse_chain(self.get_query_argument("chain", None), self.max_chain_bytes)
+        axis, index = self._slice()
         fmt = "jpg" if fmt == "jpeg" else fmt
-        tag = etag(version, scheme, tile or "descriptor", fmt, chain)
+        where = tile or "descriptor"
+        if axis is not None or index is not None:  # a slice of a volume is another image: another tag
+            where = f"{where}|{axis}|{index}"
+        tag = etag(version, scheme, where, fmt, chain)
         self.set_header("ETag", tag)
         self.set_header("Cache-Control", self.cache_control)
         if not_modified(self.request.headers.get("If-None-Match"), tag):
@@ -66,21 +70,41 @@ class TileBase(APIHandler):
             self.finish()
             return
         if tile is None:
-            xml = await asyncio.to_thread(self._descriptor, version, chain, fmt)
+            xml = await asyncio.to_thread(self._descriptor, version, chain, fmt, axis, index)
             self.finish(xml, set_content_type="application/xml")
             return
         from imagelib.tiling import render_tile
 
         # rendering reads chunks and encodes: a worker thread keeps the server's event loop free
         data = await asyncio.to_thread(
-            render_tile, version, *tile, fmt=fmt, chain=chain, scheme=scheme, lib=self.lib
+            render_tile,
+            version,
+            *tile,
+            fmt=fmt,
+            chain=chain,
+            scheme=scheme,
+            axis=axis,
+            index=index,
+            lib=self.lib,
         )
         self.finish(data, set_content_type=MEDIA[fmt])
 
-    def _descriptor(self, version: str, chain: list[dict[str, Any]] | None, fmt: str) -> str:
+    def _slice(self) -> tuple[str | None, int | None]:
+        """``?axis=z|y|x&index=N``: one slice of a ``z,y,x`` volume (the renderer checks the bounds)."""
+        axis = self.get_query_argument("axis", None)
+        text = self.get_query_argument("index", None)
+        if axis is not None and axis not in ("z", "y", "x"):
+            raise UsageError("axis must be z, y or x", field="axis", expected=["z", "y", "x"], found=axis[:8])
+        if text is not None and not text.isdigit():
+            raise UsageError("index must be a non-negative integer", field="index", found=text[:16])
+        return axis, None if text is None else int(text)
+
+    def _descriptor(
+        self, version: str, chain: list[dict[str, Any]] | None, fmt: str, axis: str | None, index: int | None
+    ) -> str:
         from imagelib.tiling import renderer_for
 
-        return renderer_for(version, chain, lib=self.lib).dzi_grid().xml(fmt)
+        return renderer_for(version, chain, axis=axis, index=index, lib=self.lib).dzi_grid().xml(fmt)
 
 
 class DescriptorHandler(TileBase):

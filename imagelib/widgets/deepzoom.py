@@ -5,7 +5,7 @@
   level ``z`` and one map unit is ``2**(levels-1)`` full-resolution pixels, so the DZI grid (254 px
   tiles) is Leaflet's tile grid. DZI tiles carry a 1 px overlap that Leaflet does not know about, so a
   tile is drawn up to 2 px squeezed into its 254 px cell (≤ 1 screen px misplacement at tile seams);
-* 3D ``z,y,x`` volumes: an axis choice and a slice slider (see :data:`SERVER_SLICES`).
+* 3D ``z,y,x`` volumes: a slider over the z slices (``?axis=z&index=`` on the tile URLs).
 
 Tile URLs carry the canonical chain (``?chain=``): a linked :class:`FilterChainBuilder` edit sets the
 layer's ``url`` trait (one comm message), the browser fetches the new chain's tiles and keeps the old
@@ -26,9 +26,6 @@ from imagelib.context import Library
 from imagelib.errors import ImagelibError, UsageError, from_exception
 from imagelib.widgets import urls
 
-#: whether the tile extension honours ``?axis=&index=``. It does not yet (it always serves the middle z
-#: slice), so the slice controls are shown disabled rather than silently showing the wrong slice.
-SERVER_SLICES = False
 #: default basemap of geo maps; needs the internet in the browser, so pass ``basemap=None`` offline
 DEFAULT_BASEMAP: Any = "default"
 #: extra zoom levels past full resolution (pixels magnified) in pixel space
@@ -196,13 +193,10 @@ class DeepZoomViewer:
         )
         self.axis_picker.observe(lambda ch: self.set_slice(ch["new"], None), names="value")
         self.slider.observe(lambda ch: self.set_slice(self.axis, ch["new"]), names="value")
-        note = w.HTML()
-        if not SERVER_SLICES:
-            self.axis_picker.disabled = self.slider.disabled = True
-            note.value = (
-                "<i>slice choice needs <code>?axis=&amp;index=</code> support in the tile extension; "
-                f"showing the middle z slice ({self.index})</i>"
-            )
+        # another axis changes the image's shape, so the map's bounds and zooms would have to be rebuilt:
+        # not yet; z slices all share one shape, and the tile extension serves any of them (?axis=&index=)
+        self.axis_picker.disabled = True
+        note = w.HTML("<i>slices across z; xz/yz views: <code>imagelib tile --axis views</code></i>")
         return w.VBox([w.HBox([self.axis_picker, self.slider]), note])
 
     # --- state -----------------------------------------------------------------------------------
@@ -223,7 +217,7 @@ class DeepZoomViewer:
     def template(self) -> str:
         """The Leaflet tile URL template of the current chain (and slice)."""
         build = urls.xyz_template if self.geo else urls.dzi_template
-        extra = {"axis": self.axis, "index": self.index} if self.axis is not None and SERVER_SLICES else {}
+        extra = {"axis": self.axis, "index": self.index} if self.axis is not None else {}
         return build(self.base_url, self.version, self.chain, self.fmt, **extra)
 
     def _refresh(self) -> None:
@@ -251,8 +245,8 @@ class DeepZoomViewer:
         """Choose the slice of a volume (``index`` None: the middle one); out of range is reported."""
         if self.axis is None or axis is None:
             return
-        if axis not in self.slice_bounds:
-            bad = UsageError(f"axis must be one of {list(self.slice_bounds)}", field="axis", found=axis)
+        if axis != "z":  # other axes change the image's shape (see _slice_controls)
+            bad = UsageError("the viewer shows slices across z", field="axis", expected=["z"], found=axis)
             self.error.value = error_html(bad)
             return
         lo, hi = self.slice_bounds[axis]
