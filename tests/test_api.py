@@ -198,6 +198,30 @@ def test_bad_chains(client: TestClient, geo: str, chain: str, status: int, code:
     assert_error(client.get(f"/v1/tiles/{geo}/1/1/0.png", params={"chain": chain}), status, code)
 
 
+def test_volume_slices(client: TestClient, lib: Library, geo: str, tmp_path: Path) -> None:
+    """``?axis=&index=`` pick a slice of a z,y,x volume (the extension's grammar): the bytes equal
+    render_tile's for that slice, each slice has its own ETag; a slice of a 2D image is a coded 400."""
+    import numpy as np
+    import tifffile
+
+    from imagelib.tiling import render_tile
+
+    stack = np.random.default_rng(5).integers(0, 255, (4, 64, 80), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "stack.tif", stack, metadata={"axes": "ZYX"})
+    volume = imagelib.ingest(tmp_path / "stack.tif", "earth", "stack", lib=lib)["version"]
+    tiles = {}
+    for index in (1, 2):
+        answer = client.get(f"/v1/tiles/{volume}_files/7/0_0.png", params={"axis": "z", "index": index})
+        assert answer.status_code == 200, answer.text
+        expected = render_tile(volume, 7, 0, 0, "png", axis="z", index=index, lib=lib, cache=None)
+        assert answer.content == expected
+        tiles[index] = answer
+    assert tiles[1].content != tiles[2].content and tiles[1].headers["etag"] != tiles[2].headers["etag"]
+    assert_error(client.get(f"/v1/tiles/{volume}_files/7/0_0.png", params={"index": 9}), 400, "USAGE")
+    assert_error(client.get(f"/v1/tiles/{geo}_files/0/0_0.png", params={"axis": "y"}), 400, "USAGE")
+    assert_error(client.get(f"/v1/tiles/{volume}.dzi", params={"axis": "w"}), 422, "REQUEST_INVALID")
+
+
 def test_bad_tile_paths(client: TestClient, lib: Library, geo: str) -> None:
     plain = imagelib.ingest(PLAIN, "lab", "chess", lib=lib)["version"]
     assert_error(client.get(f"/v1/tiles/{plain}/0/0/0.png"), 400, "NOT_GEOREFERENCED")

@@ -22,6 +22,10 @@ from imagelib.versioning import check_version_id
 
 Format = Literal["jpg", "jpeg", "png", "webp"]
 CHAIN_DOC = "URL-encoded JSON filter chain applied on the fly (native pixel grid, before scaling)"
+Axis = Literal["z", "y", "x"]
+AXIS_DOC = "volumes (z,y,x): show the slice across this axis (with index; default the middle one)"
+INDEX_DOC = "volumes: the slice index along axis (default z when only index is given)"
+MAX_INDEX = 1 << 20  # the global side limit: no larger index can exist
 
 
 def not_modified(request: Request, tag: str) -> bool:
@@ -45,6 +49,8 @@ class TileFactory:
         tile: tuple[int, int, int] | None,
         fmt: str,
         chain_text: str | None,
+        axis: str | None = None,
+        index: int | None = None,
     ) -> Response:
         """Check, authorise, revalidate, render, answer (catalog misses and rendering in threads)."""
         check_version_id(version)
@@ -54,7 +60,10 @@ class TileFactory:
         )
         namespace = audit.allow_any(namespaces, "tile", "tile.read", version)
         fmt = "jpg" if fmt == "jpeg" else fmt
-        tag = etag(version, scheme, tile or "descriptor", fmt, chain)
+        where = tile or "descriptor"
+        if axis is not None or index is not None:  # a slice of a volume is another image: another tag
+            where = f"{where}|{axis}|{index}"
+        tag = etag(version, scheme, where, fmt, chain)
         headers = {"ETag": tag, "Cache-Control": IMMUTABLE}
         target = f"{version}/{scheme}/{'/'.join(map(str, tile)) if tile else 'descriptor'}.{fmt}"
         if not_modified(request, tag):
@@ -63,14 +72,18 @@ class TileFactory:
         if tile is None:
             from imagelib.tiling import renderer_for
 
-            renderer = await run_in_threadpool(lambda: renderer_for(version, chain, lib=svc.lib))
+            renderer = await run_in_threadpool(
+                lambda: renderer_for(version, chain, axis=axis, index=index, lib=svc.lib)
+            )
             audit.record("tile.read", namespace, target)
             return Response(renderer.dzi_grid().xml(fmt), media_type="application/xml", headers=headers)
         from imagelib.tiling import render_tile
 
         svc.tile_requests += 1
         data = await run_in_threadpool(
-            lambda: render_tile(version, *tile, fmt=fmt, chain=chain, scheme=scheme, lib=svc.lib)
+            lambda: render_tile(
+                version, *tile, fmt=fmt, chain=chain, scheme=scheme, axis=axis, index=index, lib=svc.lib
+            )
         )
         audit.record("tile.read", namespace, target)
         return Response(data, media_type=MEDIA[fmt], headers=headers)
@@ -95,11 +108,13 @@ class TileFactory:
             version: VersionId,
             format: Format = Query("jpg", description="tile format named in the descriptor"),
             chain: str | None = Query(None, description=CHAIN_DOC),
+            axis: Axis | None = Query(None, description=AXIS_DOC),
+            index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
             svc: Service = Depends(service),
             audit: Audited = Depends(audited),
         ) -> Response:
             """The ``.dzi`` descriptor (OpenSeadragon derives the tile URLs from it)."""
-            return await answer(request, svc, audit, version, "dzi", None, format, chain)
+            return await answer(request, svc, audit, version, "dzi", None, format, chain, axis, index)
 
         @r.get(
             "/tiles/{version}_files/{level}/{col}_{row}.{fmt}",
@@ -114,11 +129,15 @@ class TileFactory:
             row: int,
             fmt: Format,
             chain: str | None = Query(None, description=CHAIN_DOC),
+            axis: Axis | None = Query(None, description=AXIS_DOC),
+            index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
             svc: Service = Depends(service),
             audit: Audited = Depends(audited),
         ) -> Response:
             """One DZI tile (254 px, overlap 1)."""
-            return await answer(request, svc, audit, version, "dzi", (level, col, row), fmt, chain)
+            return await answer(
+                request, svc, audit, version, "dzi", (level, col, row), fmt, chain, axis, index
+            )
 
         @r.get(
             "/tiles/{version}/{z}/{x}/{y}.{fmt}",
@@ -133,11 +152,13 @@ class TileFactory:
             y: int,
             fmt: Format,
             chain: str | None = Query(None, description=CHAIN_DOC),
+            axis: Axis | None = Query(None, description=AXIS_DOC),
+            index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
             svc: Service = Depends(service),
             audit: Audited = Depends(audited),
         ) -> Response:
             """One WebMercatorQuad tile (256 px) of a georeferenced version."""
-            return await answer(request, svc, audit, version, "xyz", (z, x, y), fmt, chain)
+            return await answer(request, svc, audit, version, "xyz", (z, x, y), fmt, chain, axis, index)
 
         return r
 
