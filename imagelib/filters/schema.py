@@ -129,4 +129,9 @@ def load_chain(chain: ChainLike | os.PathLike[str] | None) -> list[dict[str, Any
 
 def chain_json(chain: ChainLike) -> str:
     """Canonical compact JSON of the chain: equal chains give equal strings (and version IDs)."""
-    return json.dumps(canonical_chain(chain), sort_keys=True, separators=(",", ":"))
+    return canonical_text(canonical_chain(chain))
+
+
+def canonical_text(canonical: list[dict[str, Any]]) -> str:
+    """The compact JSON :func:`chain_json` gives, for a chain that is canonical already (no revalidation)."""
+    return json.dumps(canonical, sort_keys=True, separators=(",", ":"))

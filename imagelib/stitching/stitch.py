@@ -12,7 +12,7 @@ import xarray as xr
 from imagelib.errors import InputError
 from imagelib.stitching.layout import Layout
 from imagelib.stitching.register import Registration, StitchParams, register_tiles
-from imagelib.stitching.tiles import tile_set
+from imagelib.stitching.tiles import check_count, tile_set
 
 
 @dataclass
@@ -118,14 +118,7 @@ def _stitch_versions(
     lib = current(lib)
     for version in tiles:
         check_version_id(version)
-    if len(tiles) != len(layout):
-        raise InputError(
-            f"{len(tiles)} tiles but the layout places {len(layout)}",
-            code="STITCH_LAYOUT_MISMATCH",
-            field="layout",
-            expected=len(layout),
-            found=len(tiles),
-        )
+    check_count(tiles, layout)
     check_size(layout, 1, lib)
     if flat is not None or dark is not None:
         # Corrections change the pixels, so they would have to enter the op (and the ID) as data.

@@ -84,14 +84,7 @@ def tile_set(
     dark: Any = None,
 ) -> TileSet:
     """Check tiles against each other and the layout (no pixel is read) and wrap them."""
-    if len(tiles) != len(layout):
-        raise InputError(
-            f"{len(tiles)} tiles but the layout places {len(layout)}",
-            code="STITCH_LAYOUT_MISMATCH",
-            field="layout",
-            expected=len(layout),
-            found=len(tiles),
-        )
+    check_count(tiles, layout)
     pairs = [as_lazy(t) for t in tiles]
     arrays = tuple(a for a, _ in pairs)
     first = arrays[0]
@@ -141,3 +134,15 @@ def _field(values: Any, shape: tuple[int, ...], name: str) -> np.ndarray | None:
     if name == "flat" and not np.all(arr > 0):
         raise _incompatible("the flat field must be positive everywhere", field=name)
     return arr
+
+
+def check_count(tiles: Sequence[Any], layout: Layout) -> None:
+    """STITCH_LAYOUT_MISMATCH unless the layout places exactly one position per tile."""
+    if len(tiles) != len(layout):
+        raise InputError(
+            f"{len(tiles)} tiles but the layout places {len(layout)}",
+            code="STITCH_LAYOUT_MISMATCH",
+            field="layout",
+            expected=len(layout),
+            found=len(tiles),
+        )

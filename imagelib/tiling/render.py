@@ -222,10 +222,10 @@ def _renderer(
 
 def canonical(chain: Chain | str | os.PathLike[str] | None) -> str | None:
     """Canonical chain JSON (the cache key part), None for no chain."""
-    from imagelib.filters import chain_json, load_chain
+    from imagelib.filters.schema import canonical_text, load_chain
 
-    ops = load_chain(chain)
-    return chain_json(ops) if ops else None
+    ops = load_chain(chain)  # validated and canonical: serialising it needs no second validation
+    return canonical_text(ops) if ops else None
 
 
 def renderer_for(
