@@ -38,6 +38,29 @@ def cuda_available() -> bool:
         return False
 
 
+def gpu_info() -> dict[str, Any]:
+    """The current CUDA device as ``{"available", "name", "memory": {"total", "used", "pool"}}`` (bytes;
+    ``pool`` is what this process's CuPy memory pool holds); ``available`` false on the NumPy path."""
+    none: dict[str, Any] = {"available": False, "name": None, "memory": None}
+    if not cuda_available():
+        return none
+    cupy = _import_cupy()
+    assert cupy is not None  # cuda_available() imported it
+    try:
+        device = cupy.cuda.Device()
+        name = cupy.cuda.runtime.getDeviceProperties(device.id)["name"]
+        free, total = cupy.cuda.runtime.memGetInfo()
+        pool = cupy.get_default_memory_pool().total_bytes()
+    except Exception:  # a device lost since the probe (driver reset, MIG change) reads as absent
+        return none
+    return {
+        "available": True,
+        "name": name.decode() if isinstance(name, bytes) else str(name),
+        "device": int(device.id),
+        "memory": {"total": int(total), "used": int(total - free), "pool": int(pool)},
+    }
+
+
 def array_module(name: str) -> ModuleType:
     """The array module called ``name`` (``"numpy"`` or ``"cupy"``)."""
     if name == "numpy":

@@ -11,14 +11,11 @@ import contextvars
 import json
 import logging
 import re
-import shutil
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("imagelib_request_id", default=None)
@@ -72,38 +69,18 @@ def configure_logging(level: int | str = logging.INFO, stream: Any = None) -> No
     logger.propagate = False
 
 
-@lru_cache(maxsize=1)
-def _nvidia_smi() -> str | None:
-    return shutil.which("nvidia-smi")
-
-
 _gpu_cache: dict[str, Any] = {}
 
 
 def gpu_info(max_age: float = 10.0) -> dict[str, Any]:
-    """``{"available", "name", "memory": {"total","used"}}`` (bytes) of the first GPU, cached briefly."""
+    """:func:`imagelib.backend.gpu_info` (the device the filters run on), cached briefly: probes and
+    scrapers ask often, the answer changes slowly."""
     cached = _gpu_cache.get("value")
     if cached is not None and time.monotonic() - _gpu_cache["at"] < max_age:
         return cached
-    info: dict[str, Any] = {"available": False, "name": None, "memory": None}
-    smi = _nvidia_smi()
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=name,memory.total,memory.used", "--format=csv,noheader,nounits"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.splitlines()[0]
-            name, total, used = (part.strip() for part in out.split(","))
-            info = {
-                "available": True,
-                "name": name,
-                "memory": {"total": int(total) * 1024**2, "used": int(used) * 1024**2},
-            }
-        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-            pass
+    from imagelib.backend import gpu_info as device_info
+
+    info = device_info()
     _gpu_cache.update(value=info, at=time.monotonic())
     return info
 
@@ -158,12 +135,14 @@ class _Scrape:
 
 
 def gpu_families() -> Iterable[Any]:
-    """GPU memory gauges when a GPU is present."""
+    """GPU memory gauges (``kind`` total/used/pool, bytes) when a GPU is present; none otherwise."""
     from prometheus_client.core import GaugeMetricFamily
 
     info = gpu_info()
     if info["available"]:
-        family = GaugeMetricFamily("imagelib_gpu_memory_bytes", "GPU memory", labels=["gpu", "kind"])
+        family = GaugeMetricFamily(
+            "imagelib_gpu_memory_bytes", "GPU memory of the filters' device", labels=["gpu", "kind"]
+        )
         for kind, value in info["memory"].items():
             family.add_metric([info["name"], kind], value)
         yield family

@@ -7,15 +7,18 @@ instead of skipping them.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,41 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+#: one lock file per machine: every checkout and every parallel pytest run share the one test broker
+BROKER_LOCK = Path(tempfile.gettempdir()) / "imagelib-test-rabbitmq.lock"
+
+
+@contextmanager
+def broker_lock(exclusive: bool, timeout: float = 900) -> Iterator[None]:
+    """Hold the broker lock: shared by RabbitMQ tests, exclusive for a test that restarts the broker, so
+    no test (of this run, a parallel run or another checkout) sees a restart it did not cause."""
+    mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+    deadline = time.monotonic() + timeout
+    with BROKER_LOCK.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the RabbitMQ test lock {BROKER_LOCK} stayed taken for {timeout}s")
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True)
+def _broker_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """RabbitMQ-marked tests share the broker lock; ``broker_restart``-marked ones take it alone."""
+    if request.node.get_closest_marker("rabbitmq") is None:
+        yield
+        return
+    with broker_lock(exclusive=request.node.get_closest_marker("broker_restart") is not None):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +25,8 @@ from tests.conftest import missing_service, port_open
 
 AMQP_URL = os.environ.get("IMAGELIB_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/%2F")
 ROOT = Path(__file__).resolve().parents[1]
+#: how the tests stop and start the broker (``docker exec rabbitmq rabbitmqctl`` in CI, say)
+RABBITMQCTL = shlex.split(os.environ.get("IMAGELIB_TEST_RABBITMQCTL", "rabbitmqctl"))
 
 
 def require_rabbitmq() -> None:
@@ -43,6 +47,26 @@ def unique_queue() -> Iterator[AmqpQueue]:
         with broker_channel() as channel:
             channel.queue_delete(queue.name)
             channel.queue_delete(dead_letter_name(queue.name))
+
+
+def rabbitmqctl(*args: str) -> None:
+    """Run ``rabbitmqctl ARGS`` (``IMAGELIB_TEST_RABBITMQCTL``); raises when it fails."""
+    subprocess.run([*RABBITMQCTL, *args], check=True, capture_output=True, timeout=120)
+
+
+@contextmanager
+def broker_stopped() -> Iterator[None]:
+    """RabbitMQ stopped (``rabbitmqctl stop_app``) for the block and always started again after it, even
+    when the block fails. Only for ``broker_restart``-marked tests (they hold the broker lock alone)."""
+    if not shutil.which(RABBITMQCTL[0]):
+        missing_service("rabbitmq", f"{RABBITMQCTL[0]} not found (set IMAGELIB_TEST_RABBITMQCTL)")
+    try:
+        rabbitmqctl("stop_app")
+        wait_for(lambda: not port_open("127.0.0.1", 5672, 0.2), 30, "RabbitMQ to stop listening")
+        yield
+    finally:
+        rabbitmqctl("start_app")
+        wait_for(lambda: port_open("127.0.0.1", 5672), 60, "RabbitMQ back")
 
 
 @contextmanager

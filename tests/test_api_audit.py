@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -81,4 +82,26 @@ def test_requests_are_chained_and_tampering_is_detected(catalog_env: str) -> Non
         conn.execute(audit_events.delete().where(audit_events.c.id == 40))
     code, result = verify_cli()
     assert code == 1 and result["first_bad"] == 41 and "deleted" in result["problem"]
+    lib.close()
+
+
+def test_writer_appends_without_being_flushed(home: Path) -> None:
+    """Events reach the catalog on their own within the writer's linger (no flush, no close), a burst
+    in few transactions; ``close`` writes what is left."""
+    import time
+
+    lib = imagelib.connect()
+    writer = audit.AuditWriter(lib.catalog, interval=0.05)
+    try:
+        for i in range(30):
+            writer.record(actor="t", action="x", target=str(i))
+        deadline = time.monotonic() + 10
+        while len(audit.events(lib.catalog)) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e["target"] for e in audit.events(lib.catalog)] == [str(i) for i in range(30)]
+        writer.record(actor="t", action="x", target="last")
+    finally:
+        writer.close()
+    assert audit.events(lib.catalog, after=30)[0]["target"] == "last"
+    assert audit.verify(lib.catalog)["ok"]
     lib.close()

@@ -2,17 +2,14 @@
 QUEUE_UNAVAILABLE meanwhile (the job record is failed, not left queued); afterwards the worker has
 reconnected and the work queued before the restart completes — nothing lost.
 
-The broker is down for a few seconds, so this file sorts after the other RabbitMQ tests (test_worker_*)
-and always restarts the broker in ``finally``. ``IMAGELIB_TEST_RABBITMQCTL`` overrides the command
+The broker is down for a few seconds: the test is ``broker_restart``-marked, so it holds the broker test
+lock alone (no other RabbitMQ test runs meanwhile, see ``tests/conftest.py``), and the broker is always
+started again (``tests.queue_support.broker_stopped``). ``IMAGELIB_TEST_RABBITMQCTL`` overrides the command
 (e.g. ``docker exec rabbitmq rabbitmqctl`` in CI).
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,16 +19,10 @@ import tests.queue_kinds  # noqa: F401  (registers the test kinds in this proces
 from imagelib.context import Library
 from imagelib.errors import Unavailable
 from imagelib.jobs import get_job
-from tests.conftest import missing_service, port_open
-from tests.queue_support import WorkerProcess, trace, unique_queue, wait_finished, wait_for
+from tests.queue_support import WorkerProcess, broker_stopped, trace, unique_queue, wait_finished, wait_for
 from tests.test_versions import write_geotiff
 
-pytestmark = pytest.mark.rabbitmq
-RABBITMQCTL = shlex.split(os.environ.get("IMAGELIB_TEST_RABBITMQCTL", "rabbitmqctl"))
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run([*RABBITMQCTL, *args], check=True, capture_output=True, timeout=120)
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.broker_restart]
 
 
 @pytest.fixture
@@ -42,8 +33,6 @@ def lib(pg_url: str) -> Iterator[Library]:
 
 
 def test_broker_restart_refuses_submits_then_resumes_queued_work(lib: Library, tmp_path: Path) -> None:
-    if not shutil.which(RABBITMQCTL[0]):
-        missing_service("rabbitmq", f"{RABBITMQCTL[0]} not found (set IMAGELIB_TEST_RABBITMQCTL)")
     hold, log = tmp_path / "hold", tmp_path / "trace"
     hold.touch()
     with unique_queue() as queue:
@@ -70,15 +59,11 @@ def test_broker_restart_refuses_submits_then_resumes_queued_work(lib: Library, t
                 lib=lib,
             )
             wait_for(lambda: trace(log) == ["start"], 60, "job in hand")
-            try:
-                rabbitmqctl("stop_app")
+            with broker_stopped():
                 wait_for(lambda: worker.events("worker.disconnected"), 30, "worker to notice")
                 with pytest.raises(Unavailable) as info:
                     queue.submit("ingest", {"source": "/x.tif", "namespace": "r", "dataset": "d"}, lib=lib)
                 assert info.value.code == "QUEUE_UNAVAILABLE" and not queue.ping() and queue.depth() is None
-            finally:
-                rabbitmqctl("start_app")
-                wait_for(lambda: port_open("127.0.0.1", 5672), 60, "RabbitMQ back")
             (refused,) = _jobs(lib, "failed")  # the refused submit's record, not left queued
             assert get_job(lib.catalog, refused)["error"]["code"] == "QUEUE_UNAVAILABLE"
             wait_for(queue.ping, 30, "publisher reconnect")

@@ -4,6 +4,7 @@ latency histograms per route template, and a last-resort coded 500 for anything 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -75,4 +76,5 @@ def _fields(scope: Scope, rid: str, route: str, status: int, elapsed: float) -> 
         "route": route,
         "status": status,
         "latency_ms": round(elapsed * 1000, 2),
+        "pid": os.getpid(),  # which server process answered (``imagelib serve --workers N``)
     }

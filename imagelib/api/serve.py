@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from imagelib.auth.loopback import is_loopback
 from imagelib.context import current
 from imagelib.errors import UsageError
 from imagelib.observability import configure_logging
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "warning") -> None:
-    """Serve ``/v1`` until interrupted (uvicorn; the app writes its own JSON access log)."""
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process, built from the environment (uvicorn's factory for ``--workers``)."""
+    from imagelib.api.app import create_app
+
+    configure_logging()  # a spawned worker starts with a bare logging setup
+    return create_app()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1, log_level: str = "warning") -> None:
+    """Serve ``/v1`` until interrupted (uvicorn; the app writes its own JSON access log).
+
+    ``workers`` > 1 runs that many processes on the one port: tile rendering holds the GIL for much of
+    its time, so a process per core is what uses the cores. Each process has its own caches and its
+    own ``/metrics`` (a scrape sees one of them); the audit chain, tus uploads and jobs live in the
+    catalog and the spool, so they are shared."""
     import uvicorn
 
     from imagelib.api.app import create_app
@@ -23,7 +40,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "warnin
             "(bind 127.0.0.1, or configure an issuer)",
             field="host",
         )
+    if workers < 1:
+        raise UsageError("workers must be at least 1", field="workers", found=workers)
     configure_logging()  # the process is ours: JSON lines on stderr (an embedding app configures its own)
-    app = create_app(lib)
-    sys.stderr.write(f"imagelib API on http://{host}:{port}/v1 (docs: /v1/docs)\n")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, server_header=False)
+    options = dict(host=host, port=port, log_level=log_level, access_log=False, server_header=False)
+    sys.stderr.write(f"imagelib API on http://{host}:{port}/v1 (docs: /v1/docs), {workers} process(es)\n")
+    if workers == 1:
+        uvicorn.run(create_app(lib), **options)
+    else:
+        uvicorn.run("imagelib.api.serve:app_from_env", factory=True, workers=workers, **options)
