@@ -1,10 +1,10 @@
 """Stitching: imagelib ``register`` vs m2stitch and ASHLAR on the same synthetic tiles, plus fusion.
 
 Run: ``python benchmarks/stitching.py [--grid 10] [--tile 1024] [--overlap 0.1] [--jitter 12]
-[--fuse-side 0] [--3d]``. Needs the ``bench`` extra (``pip install -e .[bench]``: m2stitch, ashlar);
+[--3d]``. Needs the ``bench`` extra (``pip install -e .[bench]``: m2stitch, ashlar);
 a missing anchor is reported, not fatal. Prints, per method, wall time, peak RSS above the start of the
 step, and the RMS/max position error (px) against the known truth after removing the free translation.
-``--fuse-side N`` also fuses a lazily generated N×N mosaic to OME-Zarr to show fusion memory is flat.
+Fusion memory against mosaic size (5k², 10k², 20k²) is measured by ``benchmarks/stitching_fuse.py``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 import psutil
 
@@ -120,16 +118,6 @@ def measure(name: str, fn: Callable[[], np.ndarray], truth: np.ndarray) -> dict[
     return {"method": name, "wall_s": probe.wall, "peak_mib": probe.mib, "rms_px": rms, "max_px": worst}
 
 
-def lazy_tiles(layout: Layout, field: Any, truth: np.ndarray) -> list[da.Array]:
-    """Tiles computed on demand from the field (the fusion benchmark never holds them all)."""
-    shape = tuple(int(n) for n in layout.tile_shapes[0])
-
-    def make(origin: np.ndarray) -> np.ndarray:
-        return (200 + 2000 * field.sample(origin, shape)).clip(0, 65535).astype("uint16")
-
-    return [da.from_delayed(dask.delayed(make)(o), shape=shape, dtype="uint16") for o in truth]
-
-
 def fuse_to_zarr(tiles: list[Any], layout: Layout, positions: np.ndarray) -> dict[str, Any]:
     """Fuse lazily and write the OME-Zarr multiscale through imagelib's staging writer."""
     from imagelib.storage import Store
@@ -148,7 +136,6 @@ def main() -> None:
     parser.add_argument("--overlap", type=float, default=0.1)
     parser.add_argument("--jitter", type=float, default=12.0)
     parser.add_argument("--max-shift", type=float, default=30.0)
-    parser.add_argument("--fuse-side", type=int, default=0, help="also fuse a lazy N×N mosaic (e.g. 20000)")
     parser.add_argument("--skip", default="", help="comma-separated methods to skip (m2stitch,ashlar)")
     parser.add_argument("--3d", dest="three_d", action="store_true", help="also time a 2×3×3 3D register")
     args = parser.parse_args()
@@ -178,14 +165,6 @@ def main() -> None:
     if not any(r["method"] == "imagelib" and "error" in r for r in rows):
         reg = register(m.tiles, layout, max_shift=args.max_shift)
         print("fuse", fuse_to_zarr(m.tiles, layout, reg.positions), flush=True)
-    if args.fuse_side:
-        n = max(2, int(np.ceil((args.fuse_side - args.tile) / (args.tile * (1 - args.overlap)))) + 1)
-        big = Layout.grid((n, n), (args.tile, args.tile), args.overlap)
-        big_field = textured_field(np.array(big.mosaic_shape()) + 40, seed=3)
-        truth = big.positions + 10
-        print(
-            f"fuse {n}x{n}", fuse_to_zarr(lazy_tiles(big, big_field, truth), big, big.positions), flush=True
-        )
     if args.three_d:
         lay3 = Layout.grid((2, 3, 3), (64, 160, 160), 0.1)
         m3 = cut(textured_field(np.array(lay3.mosaic_shape()) + 60, seed=4), lay3, jitter=(4, 8, 8), seed=5)

@@ -29,8 +29,18 @@ def versions(namespace: str, dataset: str, *, lib: Library | None = None) -> lis
 
 
 def lineage(version: str, *, lib: Library | None = None) -> dict[str, Any]:
-    """Ancestors and descendants of a version with the operation on each edge."""
-    return jsonable(current(lib).catalog.lineage(check_version_id(version)))
+    """Ancestors and descendants of a version with the operation on each edge.
+
+    A stitched mosaic also gets ``stitch``: its solved tile positions and a summary of its report.
+    """
+    catalog = current(lib).catalog
+    out = catalog.lineage(check_version_id(version))
+    saved = (catalog.get_version(version).get("attrs") or {}).get("stitch")
+    if saved:
+        from imagelib.stitching.summary import lineage_record
+
+        out["stitch"] = lineage_record(saved)
+    return jsonable(out)
 
 
 def apply(

@@ -115,10 +115,41 @@ def test_accuracy_grid_of_z_stacks():
     assert np.abs(z_found - z_drift).max() < 0.5
 
 
-@pytest.mark.skipif(not cuda_available(), reason="no CUDA device: the CuPy path cannot run here")
+@pytest.mark.skipif(
+    not cuda_available(),
+    reason="no CUDA device (or no CuPy: imagelib[gpu]): NumPy/CuPy agreement needs a GPU; "
+    "test_backend_dispatch_without_a_gpu checks the dispatch instead",
+)
 def test_numpy_and_cupy_agree():
     layout = Layout.grid((3, 3), (256, 256), 0.15)
     m = cut(_field_for(layout, 41), layout, jitter=8, seed=42)
     cpu = register(m.tiles, layout, max_shift=20, backend="numpy")
     gpu = register(m.tiles, layout, max_shift=20, backend="cupy")
     assert np.abs(cpu.positions - gpu.positions).max() < 0.05
+
+
+@pytest.mark.skipif(cuda_available(), reason="a CUDA device is present: test_numpy_and_cupy_agree runs")
+def test_backend_dispatch_without_a_gpu():
+    """No GPU: ``auto`` is NumPy (bit-identical to ``numpy``); ``cupy`` is a coded error before any read."""
+    import dask
+    import dask.array as da
+
+    from imagelib.errors import ImagelibError
+
+    layout = Layout.grid((2, 2), (128, 128), 0.2)
+    m = cut(_field_for(layout, 51), layout, jitter=4, seed=52)
+    auto = register(m.tiles, layout, max_shift=8, threshold=0.2, backend="auto")
+    numpy = register(m.tiles, layout, max_shift=8, threshold=0.2, backend="numpy")
+    assert np.array_equal(auto.positions, numpy.positions)
+    assert rms_error(auto.positions, m.truth)[0] < 0.5
+
+    def unreadable() -> np.ndarray:
+        raise RuntimeError("a tile was read before the backend was checked")
+
+    tiles = [da.from_delayed(dask.delayed(unreadable)(), (128, 128), np.uint16) for _ in range(4)]
+    single = Layout.grid((1, 1), (128, 128), 0.2)  # no edge at all: only an up-front check can refuse it
+    for backend in ("cupy", "tpu"):
+        for case, placed in ((tiles, layout), (tiles[:1], single)):
+            with pytest.raises(ImagelibError) as info:
+                register(case, placed, max_shift=8, backend=backend)
+            assert info.value.code == "BACKEND_UNAVAILABLE" and info.value.field == "backend"

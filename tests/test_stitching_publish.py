@@ -88,6 +88,19 @@ def test_cli_stitch_and_lineage(home, tiles, tmp_path):
     parents = {a["version"]: a["operation"] for a in lineage["ancestors"]}
     assert set(parents) == set(versions)
     assert all(op["op"] == "stitch" for op in parents.values())
+    # Lineage also shows the solved positions and the report summary (same in Python and the CLI).
+    result = stitch(versions, layout, **PARAMS)
+    assert imagelib.lineage(doc["version"]) == lineage
+    shown = lineage["stitch"]
+    assert np.array_equal(np.array(shown["positions"]), result.positions)
+    assert shown["placed_by_model"] == [False] * 4
+    edges = result.report["edges"]
+    assert shown["report"]["tiles"] == 4 and shown["report"]["edges"] == len(edges) == 4
+    assert shown["report"]["accepted"] == sum(e["accepted"] for e in edges)
+    assert sum(shown["report"]["rejected"].values()) == len(edges) - shown["report"]["accepted"]
+    assert shown["report"]["threshold"] == 0.2 and shown["report"]["components"] == 1
+    assert shown["report"]["max_tile_residual"] == max(t["residual"] for t in result.report["tiles"])
+    assert "stitch" not in imagelib.lineage(versions[0])  # a tile is no mosaic
     # A layout that places three tiles for four versions: coded error, exit 1.
     three = Layout.grid((1, 3), (96, 128), 0.25)
     layout_file.write_text(json.dumps(three.to_json()))
@@ -116,3 +129,19 @@ def test_stitch_job_on_the_queue(home, tiles):
     run_job(lib, {"job": bad, "kind": "stitch", "payload": missing}, final=True)
     failed = get_job(lib.catalog, bad)
     assert failed["state"] == "failed" and failed["error"]["code"] == "VERSION_NOT_FOUND"
+
+
+def test_http_lineage_shows_the_solved_positions(home, tiles):
+    from fastapi.testclient import TestClient
+
+    from imagelib.api import ApiSettings, create_app
+
+    versions, layout, _ = tiles
+    result = stitch(versions, layout, **PARAMS)
+    with TestClient(create_app(current(), settings=ApiSettings())) as client:
+        mosaic = client.get(f"/v1/versions/{result.version}/lineage")
+        tile = client.get(f"/v1/versions/{versions[0]}/lineage")
+    assert mosaic.status_code == 200, mosaic.text
+    assert mosaic.json()["stitch"] == imagelib.lineage(result.version)["stitch"]
+    assert np.array_equal(np.array(mosaic.json()["stitch"]["positions"]), result.positions)
+    assert tile.json()["stitch"] is None  # a tile is no mosaic

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from imagelib.api.deps import Audited, Service, audited, service
 from imagelib.api.errors import responses
@@ -57,6 +57,9 @@ class LineageOut(BaseModel):
     version: str
     ancestors: list[LineageEdge]
     descendants: list[LineageEdge]
+    stitch: dict[str, Any] | None = Field(
+        None, description="stitched mosaics only: solved tile positions and a summary of the report"
+    )
 
 
 class JobOut(BaseModel):

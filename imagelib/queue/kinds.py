@@ -112,6 +112,14 @@ def stitch_job(lib: Library, payload: dict[str, Any], progress: Progress) -> dic
         namespace=payload.get("namespace"),
         dataset=payload.get("dataset"),
         lib=lib,
-        progress=lambda done, total: progress(STITCH_REGISTRATION_SHARE * done / max(total, 1)),
+        progress=lambda phase, done, total: progress(stitch_fraction(phase, done, total)),
     )
     return result.summary()
+
+
+def stitch_fraction(phase: str, done: int, total: int) -> float:
+    """One 0..1 bar over both phases: edges registered fill the first share, chunks fused the rest."""
+    part = done / max(total, 1)
+    if phase == "register":
+        return STITCH_REGISTRATION_SHARE * part
+    return STITCH_REGISTRATION_SHARE + (1 - STITCH_REGISTRATION_SHARE) * part

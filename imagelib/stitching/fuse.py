@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import dask.array as da
@@ -176,6 +176,24 @@ class _FourierTile:
         return da.from_array(self.cache.get(self.k, self._shift)[key], chunks=-1)
 
 
+class _ChunkCounter:
+    """Counts distinct fused chunks and reports ``(done, total)`` in order across Dask's threads."""
+
+    def __init__(self, chunks: tuple[tuple[int, ...], ...], report: Callable[[int, int], None]) -> None:
+        self.total = int(np.prod([len(c) for c in chunks]))
+        self.report = report
+        self.seen: set[tuple[int, ...]] = set()
+        self.lock = threading.Lock()
+
+    def done(self, location: tuple[int, ...]) -> None:
+        # Reported under the lock: two threads must not deliver their counts out of order (monotonic).
+        with self.lock:
+            if location in self.seen:
+                return
+            self.seen.add(tuple(location))
+            self.report(len(self.seen), self.total)
+
+
 def fuse(
     tiles: TileSet,
     positions: np.ndarray,
@@ -185,8 +203,13 @@ def fuse(
     chunks: Sequence[int] | None = None,
     fill: float = 0,
     dims: Sequence[str] | None = None,
+    on_chunk: Callable[[int, int], None] | None = None,
 ) -> xr.DataArray:
-    """The mosaic, lazily: chunk by chunk from the touching tiles; dtype of the tiles, ``fill`` elsewhere."""
+    """The mosaic, lazily: chunk by chunk from the touching tiles; dtype of the tiles, ``fill`` elsewhere.
+
+    ``on_chunk(done, total)`` is called after each chunk is fused (distinct chunks, so ``done`` never
+    exceeds ``total`` even when a reader computes a chunk twice).
+    """
     if blend not in BLENDS:
         raise UsageError(f"unknown blend {blend!r}", field="blend", expected=list(BLENDS), found=blend)
     if interpolation not in ("linear", "fourier"):
@@ -217,8 +240,16 @@ def fuse(
         b1 = np.array([b for _, b in loc], dtype=np.int64)
         return _block(tiles, arrays, places, blend, fill, dtype, b0, b1)
 
-    full_chunks = (*((tiles.bands,) if lead else ()), *chunks)
-    data = da.map_blocks(block, dtype=dtype, chunks=da.core.normalize_chunks(full_chunks, (*lead, *shape)))
+    full_chunks = da.core.normalize_chunks((*((tiles.bands,) if lead else ()), *chunks), (*lead, *shape))
+    counter = _ChunkCounter(full_chunks, on_chunk) if on_chunk else None
+
+    def counted(block_info: dict | None = None) -> np.ndarray:
+        values = block(block_info)
+        if counter is not None:
+            counter.done(block_info[None]["chunk-location"])
+        return values
+
+    data = da.map_blocks(counted, dtype=dtype, chunks=full_chunks)
     names = (
         tuple(dims)
         if dims

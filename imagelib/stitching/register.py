@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from imagelib.backend import select_backend
 from imagelib.errors import InputError
 from imagelib.stitching.accept import accept_edges, auto_threshold
 from imagelib.stitching.fuse import Blend, Interpolation, fuse
@@ -108,6 +109,7 @@ class Registration:
         fill: float = 0,
         flat: Any = None,
         dark: Any = None,
+        on_chunk: Callable[[int, int], None] | None = None,
     ) -> xr.DataArray:
         """The mosaic as a lazy DataArray (blend/interpolation default to the params'; flat/dark override)."""
         tiles = self.tiles
@@ -120,6 +122,7 @@ class Registration:
             interpolation=interpolation or self.params.interpolation,
             chunks=chunks,
             fill=fill,
+            on_chunk=on_chunk,
         )
 
 
@@ -155,6 +158,8 @@ def register_tiles(
     backend: str = "auto",
 ) -> Registration:
     """Register checked tiles against their layout (see :func:`register`)."""
+    # Resolve the backend before any tile is read: a missing GPU is the caller's coded error, up front.
+    backend = select_backend(backend).__name__
     notes: list[str] = []
     grow = max_shift_px(params.max_shift, layout)
     match_params = MatchParams(

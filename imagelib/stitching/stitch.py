@@ -14,6 +14,9 @@ from imagelib.stitching.layout import Layout
 from imagelib.stitching.register import Registration, StitchParams, register_tiles
 from imagelib.stitching.tiles import check_count, tile_set
 
+#: ``progress(phase, done, total)``: phase ``"register"`` counts edges, ``"fuse"`` counts mosaic chunks
+StitchProgress = Callable[[str, int, int], None]
+
 
 @dataclass
 class StitchResult:
@@ -56,6 +59,13 @@ def check_size(layout: Layout, bands: int = 1, lib: Any = None) -> None:
         )
 
 
+def _phase(progress: bool | StitchProgress, phase: str) -> Callable[[int, int], None] | None:
+    """The ``(done, total)`` callback of one phase of a :data:`StitchProgress` (None without one)."""
+    if not callable(progress):
+        return None
+    return lambda done, total: progress(phase, done, total)
+
+
 def _stored_result(version: str, row: dict[str, Any], result: dict[str, Any], lib: Any) -> StitchResult:
     from imagelib.stored import open_version
 
@@ -81,7 +91,7 @@ def stitch(
     flat: Any = None,
     dark: Any = None,
     lib: Any = None,
-    progress: bool | Callable[[int, int], None] = False,
+    progress: bool | StitchProgress = False,
     params: StitchParams | None = None,
     **options: Any,
 ) -> StitchResult:
@@ -89,13 +99,15 @@ def stitch(
 
     ``options`` are :class:`StitchParams` fields: ``channel``, ``max_shift``, ``filter_sigma``,
     ``threshold`` (``"auto"`` or a float), ``solver`` (``least_squares``|``spanning_tree``), ``blend``, …
+    ``progress``: True for a bar on stderr, or a :data:`StitchProgress` callable (edges registered, then
+    chunks fused when a version is written).
     """
     params = params or StitchParams.from_json(options)
     versions = all(isinstance(t, str) for t in tiles) and len(tiles) > 0
     if not versions:
         tileset = tile_set(tiles, layout, channel=params.channel, flat=flat, dark=dark)
         check_size(layout, tileset.bands, lib)
-        reg = register_tiles(tileset, layout, params, progress if callable(progress) else None)
+        reg = register_tiles(tileset, layout, params, _phase(progress, "register"))
         return StitchResult(None, reg.positions, reg.placed_by_model, reg.report, reg.fuse())
     return _stitch_versions(list(tiles), layout, params, namespace, dataset, flat, dark, lib, progress)
 
@@ -109,7 +121,7 @@ def _stitch_versions(
     flat: Any,
     dark: Any,
     lib: Any,
-    progress: bool | Callable[[int, int], None],
+    progress: bool | StitchProgress,
 ) -> StitchResult:
     from imagelib.context import current
     from imagelib.stored import Provenance, open_version, write_version
@@ -131,8 +143,9 @@ def _stitch_versions(
     arrays = [open_version(v, lib=lib) for v in tiles]
     tileset = tile_set(arrays, layout, channel=params.channel)
     check_size(layout, tileset.bands, lib)
-    reg: Registration = register_tiles(tileset, layout, params, progress if callable(progress) else None)
-    mosaic = reg.fuse()
+    reg: Registration = register_tiles(tileset, layout, params, _phase(progress, "register"))
+    # Chunks are fused while write_version reads the mosaic through, so they count as it stores them.
+    mosaic = reg.fuse(on_chunk=_phase(progress, "fuse"))
     first = lib.catalog.get_version(tiles[0])
     if namespace is None or dataset is None:
         ns, ds = first["datasets"][0].split("/", 1)
