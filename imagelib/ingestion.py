@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from imagelib.catalog import Catalog, check_name
 from imagelib.context import Library, current
-from imagelib.errors import ImagelibError, InputError, ValidationFailed, from_exception
+from imagelib.errors import ImagelibError, InputError, UsageError, ValidationFailed, from_exception
 from imagelib.formats import open_array, split_address
 from imagelib.hashing import file_sha256, jsonable
 from imagelib.jobs import create_job, update_job
@@ -61,17 +61,87 @@ def ingest(
     lib: Library | None = None,
     progress: bool = False,
     record_job: bool = True,
+    tiles: TileRequest | str | None = None,
 ) -> dict[str, Any]:
     """Ingest a file (``path`` or ``path#/address``) as a version of ``namespace/dataset``.
 
     Returns the summary ``{"version","namespace","dataset","shape","dtype","crs","bounds","checksum",...}``;
     raises :class:`ValidationFailed` (with ``.report``) for invalid input, nothing published. A caller that
     owns a job record already (the queue) passes ``record_job=False`` so each ingest is one job row.
+    With ``tiles`` (``"dzi"``: into the current folder, or a :class:`TileRequest`) the DZI pyramid is cut
+    from the levels just written (the source is read once) and the summary gets ``"tiles"``: the
+    :func:`imagelib.tiling.export.tile_version` result.
     """
     check_name("namespace", namespace)
     check_name("dataset", dataset)
+    if isinstance(tiles, str):
+        tiles = TileRequest(scheme=tiles)
+    if tiles is not None:
+        tiles.check()  # a bad tile option fails before any byte is read or stored
     ruleset = rules if isinstance(rules, RuleSet) else load_rules(rules)
     lib = current(lib)
+    result = _ingest(source, namespace, dataset, ruleset, sha256, lib, progress, record_job)
+    if tiles is not None:
+        result["tiles"] = tiles.cut(result["version"], lib, progress)
+    return result
+
+
+@dataclass(frozen=True)
+class TileRequest:
+    """``ingest --tiles dzi``: the DZI pyramid to write once the version is stored."""
+
+    out: str | os.PathLike[str] = "."
+    fmt: str = "jpg"
+    tile_size: int = 254
+    overlap: int = 1
+    scheme: str = "dzi"
+
+    def check(self) -> None:
+        """Coded UsageError for an unknown scheme, format or a tile geometry vips would refuse."""
+        from imagelib.tiling.encode import normalize_format
+
+        if self.scheme != "dzi":
+            raise UsageError(
+                f"--tiles {self.scheme!r} is not supported",
+                field="tiles",
+                expected=["dzi"],
+                found=self.scheme,
+            )
+        normalize_format(self.fmt)
+        if self.tile_size < 1 or not 0 <= self.overlap < self.tile_size:
+            raise UsageError(
+                "tile size must be ≥ 1 and overlap in [0, tile size)",
+                field="tile_size",
+                found=[self.tile_size, self.overlap],
+            )
+
+    def cut(self, version: str, lib: Library, progress: bool) -> dict[str, Any]:
+        """Write the pyramid of ``version`` — the same call, so the same bytes, as ``imagelib tile``."""
+        from imagelib.tiling.export import tile_version
+
+        return tile_version(
+            version,
+            self.scheme,
+            self.out,
+            fmt=self.fmt,
+            tile_size=self.tile_size,
+            overlap=self.overlap,
+            progress=progress,
+            lib=lib,
+        )
+
+
+def _ingest(
+    source: str | os.PathLike[str],
+    namespace: str,
+    dataset: str,
+    ruleset: RuleSet,
+    sha256: str | None,
+    lib: Library,
+    progress: bool,
+    record_job: bool,
+) -> dict[str, Any]:
+    """The ingest proper: dedup shortcut, job record, validate + store + publish."""
     request = _open(source, namespace, dataset, ruleset, sha256, progress)
     catalog = lib.catalog
     known = _known_version(catalog, request)

@@ -236,16 +236,19 @@ class RowWriter:
             else None
         )
 
-    def write(self, y0: int, rows: np.ndarray) -> None:
-        """Store ``rows`` at row ``y0``; ``y0`` is chunk-aligned and rows span whole chunk rows."""
+    def write(self, y0: int, rows: np.ndarray, lead: Sequence[int] = ()) -> None:
+        """Store ``rows`` at row ``y0`` and leading offsets ``lead`` (default 0: a volume's z slab starts
+        there); ``y0`` is chunk-aligned, rows span whole chunk rows and the leading axes' chunks are 1."""
+        lead = tuple(lead) or (0,) * (rows.ndim - 2)
         if self.folder is None:
-            self.arr[..., y0 : y0 + rows.shape[-2], :] = rows
+            where = tuple(slice(o, o + n) for o, n in zip(lead, rows.shape[:-2], strict=True))
+            self.arr[(*where, slice(y0, y0 + rows.shape[-2]), slice(None))] = rows
             return
         chunks, shape = self.arr.chunks, self.arr.shape
         codec, fill = self.arr.metadata.compressor, self.arr.metadata.fill_value
-        lead = [range(0, n, c) for n, c in zip(shape[:-2], chunks[:-2], strict=True)]
+        steps = [range(0, n, c) for n, c in zip(rows.shape[:-2], chunks[:-2], strict=True)]
         ch, cw = chunks[-2:]
-        for offsets in itertools.product(*lead):
+        for offsets in itertools.product(*steps):
             for x0 in range(0, shape[-1], cw):
                 for r0 in range(0, rows.shape[-2], ch):
                     part = rows[
@@ -258,7 +261,7 @@ class RowWriter:
                     key = ".".join(
                         str(i)
                         for i in (
-                            *(o // c for o, c in zip(offsets, chunks, strict=False)),
+                            *((b + o) // c for b, o, c in zip(lead, offsets, chunks, strict=False)),
                             (y0 + r0) // ch,
                             x0 // cw,
                         )
@@ -279,8 +282,9 @@ class PyramidWriter:
     """Write level 0 block by block and cascade 2×2 means into every lower level in the same pass.
 
     Blocks must arrive in row order and span whole rows (all bands): then each level buffers at most one
-    chunk row, so memory is flat in image size and no level is read back. Volumes (``z,y,x``) arrive in
-    z slabs, so their lower levels are built after level 0 from the store instead.
+    chunk row, so memory is flat in image size and no level is read back. Volumes (``z,y,x``) arrive as
+    z slabs, each in row order: every slab is streamed the same way (only y and x are halved, so a slab's
+    lower levels depend on that slab alone) and flushed when its last row arrives.
     """
 
     #: chunk-row writes allowed in flight: compression and file I/O release the GIL, so one writer
@@ -291,7 +295,8 @@ class PyramidWriter:
         self.group, self.nodata = group, nodata
         self.arrays = [group[str(k)] for k in range(len(group))]
         self.writers = [RowWriter(arr) for arr in self.arrays]
-        self.streaming = dims[0] != "z"
+        self.height = self.arrays[0].shape[-2]
+        self.lead: tuple[int, ...] = ()  # leading offsets of the slab being streamed
         self.pending: list[np.ndarray | None] = [None] * len(self.arrays)
         self.rows = [0] * len(self.arrays)
         self._io = ThreadPoolExecutor(1, thread_name_prefix="imagelib-chunks")
@@ -304,18 +309,20 @@ class PyramidWriter:
         self._io.shutdown(wait=True)  # never leave a thread writing into staging behind
 
     def _store(self, level: int, y0: int, rows: np.ndarray) -> None:
-        self._in_flight.append(self._io.submit(self.writers[level].write, y0, rows))
+        self._in_flight.append(self._io.submit(self.writers[level].write, y0, rows, self.lead))
         while len(self._in_flight) > self.MAX_IN_FLIGHT:
             self._in_flight.popleft().result()  # re-raises a failed write here
 
     def write(self, index: tuple[slice, ...], block: np.ndarray) -> None:
         """Store one block of level 0 (``index`` as yielded by the validation read-through)."""
-        if self.streaming:  # whole-row strips: the fast chunk writer applies
-            self._store(0, index[-1].start, block)
-        else:
-            self.arrays[0][index] = block
-        if self.streaming and len(self.arrays) > 1:
+        rows = index[-1]
+        if rows.start == 0:  # a new slab (the whole image, unless a volume)
+            self.lead = tuple(s.start or 0 for s in index[:-1])
+        self._store(0, rows.start, block)
+        if len(self.arrays) > 1:
             self._push(1, downsample2(block, self.nodata))
+        if rows.stop == self.height:
+            self._flush()
 
     def _push(self, level: int, rows: np.ndarray) -> None:
         buffered = self.pending[level]
@@ -331,15 +338,17 @@ class PyramidWriter:
         if level + 1 < len(self.arrays):
             self._push(level + 1, downsample2(rows, self.nodata))
 
-    def close(self) -> None:
-        """Flush the partial last chunk row of every level (or build the levels of a volume)."""
-        if not self.streaming:
-            build_lower_levels(self.group, self.nodata)
-            return
+    def _flush(self) -> None:
+        """End of a slab: write the partial last chunk row of every level, start the next slab at row 0."""
         for level in range(1, len(self.arrays)):
             rest = self.pending[level]
             self.pending[level] = None
             if rest is not None:
                 self._emit(level, rest)
+        self.rows = [0] * len(self.arrays)
+
+    def close(self) -> None:
+        """Wait for every chunk write (slabs were flushed as their last row arrived)."""
+        self._flush()
         while self._in_flight:
             self._in_flight.popleft().result()

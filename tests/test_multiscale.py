@@ -64,9 +64,16 @@ def test_streaming_pyramid_equals_two_pass_build(
     dims = ("band", "y", "x") if len(shape) == 3 else ("y", "x")
     data = xr.DataArray(da.from_array(a, chunks=(1024,) * len(shape)), dims=dims, attrs={"nodata": 0})
     streamed = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    blocks: list[tuple[slice, ...]] = []
     with multiscale.PyramidWriter(streamed, dims, nodata=0) as writer:
-        read_through(data, on_block=writer.write)
+
+        def write(index: tuple[slice, ...], block: np.ndarray) -> None:
+            blocks.append(index)
+            writer.write(index, block)
+
+        read_through(data, on_block=write)
         writer.close()
+    assert len(blocks) == -(-shape[-2] // 1024)  # one block per 1024-row strip: the streaming path is exercised
     two_pass = multiscale.create(zarr.storage.MemoryStore(), data, {})
     two_pass["0"][...] = a
     multiscale.build_lower_levels(two_pass, nodata=0)

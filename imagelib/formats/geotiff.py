@@ -26,6 +26,8 @@ SAFE_GDAL_ENV = {
     "GTIFF_REPORT_COMPD_CS": "NO",
     # GDAL's block cache defaults to 5% of RAM and counts toward RSS; ingest reads each block once.
     "GDAL_CACHEMAX": 128,
+    # decode the blocks of one multi-block read (a strip of a tiled file) on every core
+    "GDAL_NUM_THREADS": "ALL_CPUS",
 }
 
 
@@ -56,7 +58,6 @@ def open_geotiff(path: Path, overview: int | None = None) -> xr.DataArray:
         guard_dimensions(shape, ds.dtypes[0])
         meta = _meta(ds, str(path))
         dtype = np.dtype(ds.dtypes[0])
-        striped = ds.block_shapes[0][1] == ds.width
     handles = _Handles()
 
     def read(key: tuple[slice, ...]) -> np.ndarray:
@@ -68,7 +69,7 @@ def open_geotiff(path: Path, overview: int | None = None) -> xr.DataArray:
         with safe_env():  # GDAL reads config (block cache cap) at read time, not at open time
             return handles.ds.read(list(range(b.start + 1, b.stop + 1)), window=window)
 
-    data = to_dask(LazySource(shape, dtype, read), chunks=(shape[0], *_chunks(shape, striped)))
+    data = to_dask(LazySource(shape, dtype, read), chunks=(shape[0], *_chunks(shape)))
     return xr.DataArray(data, dims=("band", "y", "x"), coords=_coords(meta, shape), attrs=meta.to_attrs())
 
 
@@ -91,9 +92,11 @@ def open_geotiff_levels(path: Path, max_levels: int | None = None) -> list[xr.Da
     return levels
 
 
-def _chunks(shape: tuple[int, int, int], striped: bool) -> tuple[int, int]:
-    """All bands per chunk (pixel-interleaved files decode them together); whole rows for striped files."""
-    width = shape[2] if striped and shape[2] <= MAX_STRIP_WIDTH else min(CHUNK, shape[2])
+def _chunks(shape: tuple[int, int, int]) -> tuple[int, int]:
+    """All bands per chunk (pixel-interleaved files decode them together) and whole rows, striped or
+    tiled: one RasterIO call per strip decodes each block once, straight into the strip (GDAL decodes
+    a tile row's blocks in parallel), with no per-chunk task or concatenation copy."""
+    width = shape[2] if shape[2] <= MAX_STRIP_WIDTH else CHUNK
     return min(CHUNK, shape[1]), width
 
 

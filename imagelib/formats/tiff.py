@@ -33,7 +33,7 @@ import zarr
 from imagelib.errors import InputError
 from imagelib.formats.detect import TIFF_MAGICS, has_magic
 from imagelib.formats.georef import check_geokeys
-from imagelib.formats.geotiff import open_geotiff_levels
+from imagelib.formats.geotiff import MAX_STRIP_WIDTH, open_geotiff_levels
 from imagelib.formats.lazy import CHUNK, LazySource, guard_dimensions, to_dask
 from imagelib.formats.meta import RasterMeta
 from imagelib.formats.ome import claims_ome, fill_ome, parse_ome
@@ -197,7 +197,10 @@ def _open_series(
         full = tuple(next(it) if k else 0 for k in keep)
         return np.asarray(local.arr[full])
 
-    chunks = tuple({"y": CHUNK, "x": CHUNK, "band": n}.get(d, 1) for d, n in zip(dims, shape, strict=True))
+    # whole rows per chunk (as for GeoTIFF): one read per strip decodes each strip/tile once
+    width = shape[dims.index("x")]
+    width = width if width <= MAX_STRIP_WIDTH else CHUNK
+    chunks = tuple({"y": CHUNK, "x": width, "band": n}.get(d, 1) for d, n in zip(dims, shape, strict=True))
     data = to_dask(
         LazySource(shape, dtype, read), chunks=tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
     )

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -10,9 +12,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from tqdm import tqdm
 
+from imagelib.multiscale import CHUNK
+from imagelib.tiling.cache import LruCache
 from imagelib.tiling.grid import DziGrid
 from imagelib.tiling.render import Renderer
 from imagelib.tiling.sink import TileWriter
+from imagelib.tiling.source import StoredPlane
 
 Job = tuple[str, Callable[[], bytes]]
 
@@ -51,16 +56,38 @@ def run(
     return done
 
 
+#: chunk columns per column group of the DZI walk: the decoded-chunk working set is about
+#: ``(GROUP_CHUNKS + 1) × 3`` chunks per band whatever the image size; the chunks of the column a
+#: group's last tiles overlap are decoded twice (``1 / GROUP_CHUNKS`` extra decoding)
+GROUP_CHUNKS = 4
+
+
 def dzi_jobs(renderer: Renderer, grid: DziGrid, name: str, fmt: str) -> Iterator[Job]:
-    """Every DZI tile, full resolution first, row by row (each chunk row is decoded once)."""
+    """Every DZI tile, full resolution first; each level in column groups ``GROUP_CHUNKS`` stored chunks
+    wide, row by row inside a group, so the chunks in use stay a few per band at any image width."""
+    group_px = GROUP_CHUNKS * CHUNK
     for level in range(grid.levels - 1, -1, -1):
         cols, rows = grid.tile_counts(level)
-        for row in range(rows):
-            for col in range(cols):
-                yield (
-                    f"{name}_files/{level}/{col}_{row}.{fmt}",
-                    lambda lv=level, c=col, r=row: renderer.dzi(grid, lv, c, r, fmt),
-                )
+        per_group = max(1, group_px // grid.tile_size)
+        for first in range(0, cols, per_group):
+            for row in range(rows):
+                for col in range(first, min(first + per_group, cols)):
+                    yield (
+                        f"{name}_files/{level}/{col}_{row}.{fmt}",
+                        lambda lv=level, c=col, r=row: renderer.dzi(grid, lv, c, r, fmt),
+                    )
+
+
+def bounded(renderer: Renderer) -> Renderer:
+    """The renderer reading through its own decoded-chunk cache sized for :func:`dzi_jobs`' working set,
+    not the context's shared one (256 MiB): export memory stays flat in image size."""
+    plane = renderer.plane
+    if not isinstance(plane, StoredPlane):
+        return renderer
+    chunk = CHUNK * CHUNK * plane.dtype.itemsize * len(plane.leads)
+    own = copy.copy(plane)
+    own.chunks = LruCache((GROUP_CHUNKS + 1) * 3 * chunk)
+    return dataclasses.replace(renderer, plane=own)
 
 
 def write_dzi(
@@ -75,6 +102,7 @@ def write_dzi(
 ) -> DziGrid:
     """Write a DZI pyramid of the renderer's plane; return its grid."""
     grid = renderer.dzi_grid(tile_size, overlap)
+    renderer = bounded(renderer)
     run(dzi_jobs(renderer, grid, name, fmt), sink, grid.total_tiles(), progress, workers)
     sink.write(f"{name}.dzi", grid.xml(fmt))
     return grid

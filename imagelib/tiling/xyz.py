@@ -8,27 +8,48 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import morecantile
 import numpy as np
 from affine import Affine
-from pyproj import Transformer
-from rasterio.crs import CRS
-from rasterio.errors import NotGeoreferencedWarning
-from rasterio.transform import from_bounds
-from rasterio.warp import Resampling, reproject, transform_bounds
 
 from imagelib.errors import ImagelibError
 from imagelib.tiling.grid import Window
 from imagelib.tiling.source import Plane
 
-TMS = morecantile.tms.get("WebMercatorQuad")
+if TYPE_CHECKING:  # morecantile, rasterio and pyproj cost ~0.5 s to import; DZI export needs none
+    from pyproj import Transformer
+    from rasterio.crs import CRS
+
 TILE = 256
 MAX_LAT = 85.0511287798066
-MERCATOR = CRS.from_epsg(3857)
 _LOCAL = threading.local()
-# reproject() between bare arrays warns although both transforms are given
-warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio")
+
+
+@cache
+def _tms() -> Any:
+    """The WebMercatorQuad matrix set (morecantile imported on first XYZ use)."""
+    import morecantile
+    from rasterio.errors import NotGeoreferencedWarning
+
+    # reproject() between bare arrays warns although both transforms are given
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module="rasterio")
+    return morecantile.tms.get("WebMercatorQuad")
+
+
+@cache
+def _mercator() -> CRS:
+    from rasterio.crs import CRS
+
+    return CRS.from_epsg(3857)
+
+
+def _xy_bounds(x: int, y: int, z: int) -> Any:
+    """EPSG:3857 bounds of a tile."""
+    import morecantile
+
+    return _tms().xy_bounds(morecantile.Tile(x, y, z))
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,9 @@ class XyzGrid:
                 code="NOT_GEOREFERENCED",
                 field="scheme",
             )
+        from rasterio.crs import CRS
+        from rasterio.warp import transform_bounds
+
         crs = CRS.from_user_input(attrs.get("crs_wkt") or attrs["crs"])
         transform = Affine(*attrs["transform"][:6])
         w, h = plane.width, plane.height
@@ -74,16 +98,16 @@ class XyzGrid:
         )
         lonlat = (west, max(south, -MAX_LAT), east, min(north, MAX_LAT))
         res = native_resolution(crs, transform, w, h)
-        maxzoom = TMS.zoom_for_res(res)
-        minzoom = min(TMS.zoom_for_res(res * max(w, h) / TILE, zoom_level_strategy="lower"), maxzoom)
+        maxzoom = _tms().zoom_for_res(res)
+        minzoom = min(_tms().zoom_for_res(res * max(w, h) / TILE, zoom_level_strategy="lower"), maxzoom)
         return cls(crs, transform, w, h, lonlat, res, minzoom, maxzoom)
 
     def tile_range(self, z: int) -> tuple[int, int, int, int]:
         """``(xmin, xmax, ymin, ymax)`` inclusive of the tiles covering the data at zoom ``z``."""
         west, south, east, north = self.lonlat
         eps = 1e-9
-        ul = TMS.tile(west + eps, north - eps, z)
-        lr = TMS.tile(east - eps, south + eps, z)
+        ul = _tms().tile(west + eps, north - eps, z)
+        lr = _tms().tile(east - eps, south + eps, z)
         return ul.x, lr.x, ul.y, lr.y
 
     def contains(self, z: int, x: int, y: int) -> bool:
@@ -108,7 +132,7 @@ class XyzGrid:
 
     def source_level(self, z: int, levels: int) -> int:
         """The coarsest pyramid level still at least as fine as the tile's resolution."""
-        ratio = TMS.matrix(z).cellSize / self.resolution
+        ratio = _tms().matrix(z).cellSize / self.resolution
         return int(min(max(math.floor(math.log2(ratio) + 1e-9), 0), levels - 1))
 
     def level_transform(self, level: int) -> Affine:
@@ -119,9 +143,11 @@ class XyzGrid:
         self, z: int, x: int, y: int, level: int, shape: tuple[int, int], margin: int = 2
     ) -> Window | None:
         """Pixels of ``level`` the tile needs (plus a margin), or None when it misses the data."""
-        b = TMS.xy_bounds(morecantile.Tile(x, y, z))
+        from rasterio.warp import transform_bounds
+
+        b = _xy_bounds(x, y, z)
         left, bottom, right, top = transform_bounds(
-            MERCATOR, self.crs, b.left, b.bottom, b.right, b.top, densify_pts=21
+            _mercator(), self.crs, b.left, b.bottom, b.right, b.top, densify_pts=21
         )
         inverse = ~self.level_transform(level)
         cols, rows = zip(
@@ -138,7 +164,7 @@ class XyzGrid:
 
         Exact pyproj transforms on a grid every ``step`` px, bilinear in between (sub-0.001 px error
         at tile scale for smooth projections); deterministic, so pre-baked == on-the-fly."""
-        b = TMS.xy_bounds(morecantile.Tile(x, y, z))
+        b = _xy_bounds(x, y, z)
         res = (b.right - b.left) / TILE
         knots = np.arange(0, TILE + 1, step, dtype=np.float64)
         gx, gy = np.meshgrid(b.left + knots * res, b.top - knots * res)
@@ -154,9 +180,11 @@ class XyzGrid:
 
     def _to_source(self) -> Transformer:
         """A per-thread EPSG:3857 → source CRS transformer (pyproj transformers are not thread-safe)."""
+        from pyproj import Transformer
+
         local = _LOCAL.__dict__.setdefault(id(self), {})
         if "t" not in local:
-            local["t"] = Transformer.from_crs(MERCATOR, self.crs, always_xy=True)
+            local["t"] = Transformer.from_crs(_mercator(), self.crs, always_xy=True)
         return local["t"]
 
     def warp(
@@ -170,7 +198,10 @@ class XyzGrid:
         resampling: str = "nearest",
     ) -> np.ndarray:
         """Reproject float ``(n, h, w)`` source pixels (NaN = missing) into a ``(n, 256, 256)`` tile."""
-        b = TMS.xy_bounds(morecantile.Tile(x, y, z))
+        from rasterio.transform import from_bounds
+        from rasterio.warp import Resampling, reproject
+
+        b = _xy_bounds(x, y, z)
         out = np.full((data.shape[0], TILE, TILE), np.nan, np.float32)
         reproject(
             source=data,
@@ -179,7 +210,7 @@ class XyzGrid:
             src_crs=self.crs,
             src_nodata=np.nan,
             dst_transform=from_bounds(b.left, b.bottom, b.right, b.top, TILE, TILE),
-            dst_crs=MERCATOR,
+            dst_crs=_mercator(),
             dst_nodata=np.nan,
             resampling=Resampling[resampling],
             num_threads=1,
@@ -195,6 +226,8 @@ def _bilinear(grid: np.ndarray, i: np.ndarray, f: np.ndarray) -> np.ndarray:
 
 def native_resolution(crs: CRS, transform: Affine, width: int, height: int) -> float:
     """Size in EPSG:3857 metres of the centre pixel (mean of its two sides)."""
+    from pyproj import Transformer
+
     to_merc = Transformer.from_crs(crs, "EPSG:3857", always_xy=True)
     cx, cy = width / 2, height / 2
     pts = [transform @ p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]

@@ -21,9 +21,11 @@ STRIP_ROWS = 1024  # a multiple of the stored chunk height, so each strip fills 
 
 
 def iter_blocks(
-    data: xr.DataArray, block_bytes: int = BLOCK_BYTES
+    data: xr.DataArray, block_bytes: int | None = None
 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
     """Yield ``(index, numpy block)`` covering the array: y strips (all bands), z planes for volumes."""
+    # looked up per call (not bound as a default) so a caller or test can change the module's budget
+    block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
     height, width = data.shape[-2], data.shape[-1]
     row_bytes = width * data.dtype.itemsize
     if data.ndim == 2:
@@ -34,6 +36,7 @@ def iter_blocks(
     else:  # z: as many planes per block as the budget allows
         step = max(1, block_bytes // max(1, row_bytes * STRIP_ROWS))
         leads = [(slice(z, min(z + step, data.shape[0])),) for z in range(0, data.shape[0], step)]
+        row_bytes *= step  # a strip spans the slab's planes: keep the block within the budget
     rows = STRIP_ROWS * max(1, block_bytes // max(1, row_bytes * STRIP_ROWS))
     for lead in leads:
         for y0 in range(0, height, rows):

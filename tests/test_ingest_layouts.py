@@ -1,0 +1,203 @@
+"""Issue 12: the fast ingest paths give the same pixels. Tiled vs striped, planar vs pixel-interleaved,
+GeoTIFF vs plain tiled TIFF of one raster → identical stored levels and DZI tiles; a volume streamed in
+one pass == the old two-pass build; ``ingest --tiles dzi`` writes exactly what ``imagelib tile`` does."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pytest
+import rasterio
+import tifffile
+import xarray as xr
+import zarr
+from rasterio.transform import from_origin
+
+import imagelib
+from imagelib import multiscale
+from imagelib.errors import UsageError
+from imagelib.ingestion import TileRequest
+from imagelib.stored import open_group
+from imagelib.tiling.export import tile_version
+from imagelib.validation.content import iter_blocks
+
+UTM = {"crs": "EPSG:32618", "transform": from_origin(300000, 2800000, 30, 30)}
+
+
+def raster(bands: int, height: int, width: int, dtype: str = "uint8", seed: int = 0) -> np.ndarray:
+    """Gradients plus noise, ``(bands, h, w)``; full range for uint16."""
+    top = 255 if dtype == "uint8" else 4000
+    y, x = np.mgrid[0:height, 0:width]
+    noise = np.random.default_rng(seed).integers(0, top // 6, (bands, height, width))
+    base = np.stack([(x * (b + 1) + y * (bands - b)) % (top - top // 6) for b in range(bands)])
+    return (base + noise).astype(dtype)
+
+
+def geotiff(path: Path, data: np.ndarray, **layout: Any) -> Path:
+    """A GeoTIFF of ``data`` in the given layout (tiled/blocks, interleave, compression)."""
+    count, height, width = data.shape
+    with rasterio.open(
+        path, "w", driver="GTiff", width=width, height=height, count=count, dtype=data.dtype, **UTM, **layout
+    ) as ds:
+        ds.write(data)
+    return path
+
+
+def levels_of(version: str) -> list[np.ndarray]:
+    """Every stored level of a version, read back through zarr."""
+    group, _ = open_group(version)
+    return [group[str(k)][...] for k in range(len(group))]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path → bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One IMAGELIB_HOME for the module."""
+    root = tmp_path_factory.mktemp("layouts")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMAGELIB_HOME", str(root / "home"))
+        mp.delenv("IMAGELIB_STORE", raising=False)
+        mp.delenv("IMAGELIB_CATALOG", raising=False)
+        yield root
+
+
+# 2300 rows: three 1024-row strips, the last one partial and odd in height at level 1
+LAYOUTS = {
+    "striped": {},
+    "tiled-512": {"tiled": True, "blockxsize": 512, "blockysize": 512},
+    "tiled-256-deflate": {"tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"},
+    "tiled-384-planar": {"tiled": True, "blockxsize": 384, "blockysize": 384, "interleave": "band"},
+    "striped-planar-lzw": {"interleave": "band", "compress": "lzw"},
+}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_every_layout_of_one_raster_stores_the_same_levels_and_tiles(
+    lib: Path, tmp_path: Path, dtype: str
+) -> None:
+    bands = 3 if dtype == "uint8" else 1
+    data = raster(bands, 2300, 1337, dtype)
+    stored: dict[str, list[np.ndarray]] = {}
+    tiles: dict[str, dict[str, bytes]] = {}
+    for name, layout in LAYOUTS.items():
+        path = geotiff(tmp_path / f"{name}.tif", data, **layout)
+        with rasterio.open(path) as ds:  # the file really has the layout under test
+            assert ds.profile.get("tiled", False) == layout.get("tiled", False)
+            assert ds.block_shapes[0][0] == layout.get("blockysize", ds.block_shapes[0][0])
+        version = imagelib.ingest(path, "layouts", f"{name}-{dtype}")["version"]
+        stored[name] = levels_of(version)
+        out = tmp_path / f"dzi-{name}"
+        tile_version(version, "dzi", out, name="img")
+        tiles[name] = tree(out)
+    np.testing.assert_array_equal(stored["striped"][0], data)
+    assert len(stored["striped"]) == len(multiscale.level_shapes(data.shape)) == 5
+    # level 1 against an independent 2×2 mean (rounding half up), not the code under test
+    padded = np.pad(data.astype(np.int64), [(0, 0), (0, 0), (0, 1)], mode="edge")
+    quads = padded[:, ::2, ::2], padded[:, 1::2, ::2], padded[:, ::2, 1::2], padded[:, 1::2, 1::2]
+    means = (sum(quads) + 2) // 4
+    np.testing.assert_array_equal(stored["striped"][1], means.astype(dtype))
+    for name in LAYOUTS:
+        assert len(stored[name]) == len(stored["striped"]), name
+        for level, (a, b) in enumerate(zip(stored[name], stored["striped"], strict=True)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name} level {level}")
+        assert tiles[name] == tiles["striped"], name
+    assert len(tiles["striped"]) > 20
+
+
+def test_plain_tiled_tiff_pixel_interleaved_and_planar_equal_the_geotiff(lib: Path, tmp_path: Path) -> None:
+    data = raster(3, 1500, 2100, seed=3)
+    reference = levels_of(imagelib.ingest(geotiff(tmp_path / "ref.tif", data), "layouts", "tref")["version"])
+    files = {
+        "interleaved-tiled": dict(data=np.moveaxis(data, 0, -1), photometric="rgb", tile=(256, 256)),
+        "planar-tiled": dict(data=data, photometric="rgb", planarconfig="separate", tile=(512, 512)),
+        "interleaved-striped": dict(data=np.moveaxis(data, 0, -1), photometric="rgb", rowsperstrip=100),
+    }
+    for name, options in files.items():
+        path = tmp_path / f"{name}.tif"
+        tifffile.imwrite(path, **options)
+        summary = imagelib.ingest(path, "layouts", name)
+        assert summary["format"] == "tiff" and summary["dims"] == ["band", "y", "x"], summary
+        for level, (a, b) in enumerate(zip(levels_of(summary["version"]), reference, strict=True)):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name} level {level}")
+
+
+@pytest.mark.parametrize("local", [False, True])
+@pytest.mark.parametrize("shape", [(5, 1500, 1100), (4, 2049, 700), (3, 1101, 2300)])
+def test_volume_streamed_in_one_pass_equals_the_two_pass_build(
+    tmp_path: Path, shape: tuple[int, int, int], local: bool
+) -> None:
+    a = np.random.default_rng(5).integers(0, 60000, shape, dtype=np.uint16)
+    a[:, :7, :9] = 0  # some nodata
+    data = xr.DataArray(da.from_array(a, chunks=(1, 512, 512)), dims=("z", "y", "x"), attrs={"nodata": 0})
+    where = zarr.storage.LocalStore(tmp_path / "v.zarr") if local else zarr.storage.MemoryStore()
+    streamed = multiscale.create(where, data, {})
+    with multiscale.PyramidWriter(streamed, data.dims, nodata=0) as writer:
+        assert (writer.writers[0].folder is not None) == local  # both chunk writers are under test
+        blocks = list(iter_blocks(data, block_bytes=5 * 1024 * 1024))  # slabs of 2 planes, 1024-row strips
+        assert len({index[0].start for index, _ in blocks}) > 1 < len({index[1].start for index, _ in blocks})
+        for index, block in blocks:
+            writer.write(index, block)
+        writer.close()
+    two_pass = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    two_pass["0"][...] = a
+    multiscale.build_lower_levels(two_pass, nodata=0)
+    assert len(streamed) == len(two_pass) > 1
+    for level in range(len(two_pass)):
+        np.testing.assert_array_equal(streamed[str(level)][...], two_pass[str(level)][...], f"level {level}")
+    np.testing.assert_array_equal(streamed["0"][...], a)
+
+
+def cli(*args: str) -> dict[str, Any]:
+    """Run the imagelib CLI in a fresh process; its JSON output."""
+    cmd = [sys.executable, "-c", "from imagelib.cli import app; app()", *args, "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_cli_ingest_tiles_dzi_equals_tile_afterwards(lib: Path, tmp_path: Path) -> None:
+    height, width = 700, 1021  # neither a multiple of the tile size
+    path = geotiff(tmp_path / "src.tif", raster(3, height, width, seed=9), tiled=True)
+    first = cli("ingest", str(path), "--namespace", "layouts", "--dataset", "cut-rgb", "--tiles", "dzi",
+                "--out", str(tmp_path / "during"))  # fmt: skip
+    assert first["tiles"]["levels"] == math.ceil(math.log2(max(height, width))) + 1
+    second = tile_version(first["version"], "dzi", tmp_path / "after")
+    during, later = tree(tmp_path / "during"), tree(tmp_path / "after")
+    assert sum(k.endswith(".jpg") for k in later) == second["tiles"] == first["tiles"]["tiles"] > 5
+    assert during == later
+
+
+def test_api_ingest_tiles_uint16_png_equals_cli_tile_afterwards(lib: Path, tmp_path: Path) -> None:
+    path = geotiff(tmp_path / "src.tif", raster(1, 389, 600, "uint16", seed=4), tiled=True)
+    request = TileRequest(tmp_path / "during", fmt="png", tile_size=128, overlap=2)
+    first = imagelib.ingest(path, "layouts", "cut-u16", tiles=request)
+    options = ["--format", "png", "--tile-size", "128", "--overlap", "2"]
+    second = cli("tile", first["version"], "--out", str(tmp_path / "after"), "--scheme", "dzi", *options)
+    during, later = tree(tmp_path / "during"), tree(tmp_path / "after")
+    assert sum(k.endswith(".png") for k in later) == second["tiles"] == first["tiles"]["tiles"] > 5
+    assert during == later
+
+
+def test_bad_tile_options_fail_before_anything_is_stored(lib: Path, tmp_path: Path) -> None:
+    path = geotiff(tmp_path / "small.tif", raster(1, 50, 60))
+    for request, field in [
+        ("xyz", "tiles"),
+        (TileRequest(tmp_path, fmt="gif"), "format"),
+        (TileRequest(tmp_path, tile_size=8, overlap=8), "tile_size"),
+    ]:
+        with pytest.raises(UsageError) as caught:
+            imagelib.ingest(path, "layouts", "never", tiles=request)
+        assert caught.value.to_dict()["field"] == field
+    assert imagelib.versions("layouts", "never") == []
+    assert not any(tmp_path.glob("*.dzi"))
