@@ -20,6 +20,7 @@ import imagelib
 from imagelib.context import Library
 from imagelib.tiling import render_tile, renderer_for
 from imagelib.tiling.render import canonical
+from imagelib.tiling.scale import Style
 from imagelib.widgets import (
     DeepZoomViewer,
     FilterChainBuilder,
@@ -177,9 +178,86 @@ def test_volume_gets_slice_controls(samples: Samples) -> None:
     assert (viewer.axis, viewer.index) == ("z", 3) and "axis=z&index=3" in viewer.layer.url
     viewer.set_slice("z", 60)
     assert "<b>USAGE</b>" in viewer.error.value and (viewer.axis, viewer.index) == ("z", 3)
-    viewer.set_slice("y", 3)  # another axis would change the image's shape: refused, view kept
+    viewer.set_slice("w", 3)  # no such axis: refused, view kept
     assert "<b>USAGE</b>" in viewer.error.value and (viewer.axis, viewer.index) == ("z", 3)
+    assert viewer.axis_picker.value == "z" and viewer.axis_picker.options == ("z", "y", "x")
     assert DeepZoomViewer(samples.plain, lib=samples.lib).slice_bounds == {}
+
+
+def _top(viewer: DeepZoomViewer) -> int:
+    return viewer.zoom_range[1]
+
+
+def _shape(viewer: DeepZoomViewer) -> tuple[int, int]:
+    """Full-resolution (rows, cols) the pixel-space layer's bounds span (one map unit = 2**top px)."""
+    (s, w), (n, e) = viewer.layer.bounds
+    return round((n - s) * 2 ** _top(viewer)), round((e - w) * 2 ** _top(viewer))
+
+
+def test_volume_axis_choice_reshapes_the_map(samples: Samples) -> None:
+    """y and x slices are (z, x) and (z, y) images: bounds, zooms, slider and scale bar follow."""
+    viewer = DeepZoomViewer(samples.volume, lib=samples.lib, base_url="/u/")
+    # x is 0.5 µm, z and y unknown (1): a z slice is resampled to 0.5 µm pixels along y (40 → 80 rows)
+    assert _shape(viewer) == (80, 50)
+    viewer.opacity.value = 0.4
+    viewer.axis_picker.value = "y"  # the dropdown: the middle y slice
+    assert viewer.error.value == "" and (viewer.axis, viewer.index) == ("y", 20)
+    assert "axis=y&index=20" in viewer.layer.url
+    assert (viewer.slider.min, viewer.slider.max, viewer.slider.value) == (0, 39, 20)
+    assert _shape(viewer) == (24, 50)  # (z, x), z resampled to 0.5 µm: 12 → 24 rows
+    assert viewer.map.layers == (viewer.layer,)  # the old slice's layer is gone
+    assert viewer.layer.opacity == 0.4 and viewer.zoom_range == (0, viewer.renderer.dzi_grid().levels - 1)
+    assert (viewer.map.max_zoom, viewer.map.zoom) == (_top(viewer) + 2, viewer._fit_zoom)
+    viewer.map.zoom = _top(viewer)  # full resolution: 1 screen px = 0.5 µm
+    assert "50 µm" in viewer.scale.value and "width:100px" in viewer.scale.value
+    viewer.slider.value = 7
+    assert "axis=y&index=7" in viewer.layer.url and viewer.index == 7
+    viewer.opacity.value = 0.8  # the control drives the new layer
+    assert viewer.layer.opacity == 0.8
+    viewer.set_slice("x", 49)
+    assert "axis=x&index=49" in viewer.layer.url and viewer.axis_picker.value == "x"
+    assert (viewer.slider.max, viewer.slider.value) == (49, 49) and _shape(viewer) == (12, 40)  # (z, y)
+    viewer.set_slice("x", 50)  # out of range along x: refused, view kept
+    assert "<b>USAGE</b>" in viewer.error.value and "axis=x&index=49" in viewer.layer.url
+    viewer.set_slice("z", None)
+    assert viewer.error.value == "" and _shape(viewer) == (80, 50) and "axis=z&index=6" in viewer.layer.url
+
+
+def test_orthogonal_slice_tiles_are_the_volume_slices(tmp_path: Path) -> None:
+    """An independently made volume with cubic voxels: each tile URL the viewer shows, rendered through
+    ``render_tile`` with the URL's own axis/index/style, is exactly that numpy slice."""
+    import io
+
+    from PIL import Image
+
+    from imagelib.tiling.http import parse_tile_query
+
+    lib = imagelib.connect(tmp_path / "home")
+    rng = np.random.default_rng(7)
+    vol = rng.integers(0, 256, (7, 33, 21), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "cube.ome.tif", vol, ome=True, metadata={"axes": "ZYX"})
+    version = imagelib.ingest(tmp_path / "cube.ome.tif", "view", "cube", lib=lib)["version"]
+    viewer = DeepZoomViewer(version, lib=lib, base_url="/u/", style=Style(rescale=(0, 255)))
+    for axis, index, expected in (("z", 3, vol[3]), ("y", 5, vol[:, 5, :]), ("x", 20, vol[:, :, 20])):
+        viewer.set_slice(axis, index)
+        assert viewer.error.value == "" and _shape(viewer) == expected.shape
+        url = fill(viewer.layer.url, _top(viewer), 0, 0)
+        query = parse_qs(urlsplit(url).query)
+        assert (query["axis"], query["index"]) == ([axis], [str(index)])
+        parsed = parse_tile_query(lambda name, q=query: q.get(name, [None])[0], 8192)
+        tile = render_tile(
+            version,
+            _top(viewer),
+            0,
+            0,
+            "png",
+            axis=parsed.axis,
+            index=parsed.index,
+            style=parsed.style,
+            lib=lib,
+        )
+        pixels = np.asarray(Image.open(io.BytesIO(tile)).convert("L"))
+        np.testing.assert_array_equal(pixels, expected)
 
 
 # --- the summary ----------------------------------------------------------------------------------
@@ -280,6 +358,13 @@ def test_viewer_urls_load_from_the_extension(
     assert response.content == expected
     assert expected != render_tile(
         samples.volume, top, 0, 0, "png", chain, axis="z", index=6, lib=samples.lib
+    )
+    volume.set_slice("y", 9)  # an orthogonal slice: the extension serves the URL the layer now names
+    top = volume.zoom_range[1]
+    response = fetch(fill(volume.layer.url, top, 0, 0))
+    assert response.status_code == 200, response.text
+    assert response.content == render_tile(
+        samples.volume, top, 0, 0, "png", chain, axis="y", index=9, lib=samples.lib
     )
     pixel = DeepZoomViewer(samples.micro, chain, lib=samples.lib, base_url=host)
     top = pixel.zoom_range[1]

@@ -35,6 +35,7 @@ EXPOSED = [
     "Tus-Max-Size",
     "Tus-Checksum-Algorithm",
     "Imagelib-Job",
+    "X-Imagelib-Approximate",  # what a chain only approximates in a tile (viewers show it)
 ]
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
 
-from imagelib.errors import ChainError, UsageError, error
+from imagelib.errors import UsageError
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 HEX32 = r"^[0-9a-f]{32}$"
@@ -62,18 +61,6 @@ def parse_datetime(text: str | None) -> tuple[datetime | None, datetime | None] 
 
 def parse_chain(text: str | None, max_bytes: int) -> list[dict[str, Any]] | None:
     """``?chain=`` (URL-decoded JSON array) → validated canonical chain; never a file path."""
-    if text is None or text == "":
-        return None
-    if len(text.encode()) > max_bytes:
-        raise error("PAYLOAD_TOO_LARGE", f"?chain= is longer than {max_bytes} bytes", field="chain")
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise ChainError(f"chain is not valid JSON: {exc}", field="chain") from None
-    except RecursionError:  # "[[[[…" nested deeper than the parser's stack
-        raise ChainError("chain is nested too deeply", field="chain") from None
-    if not isinstance(value, list):
-        raise ChainError("a chain is a JSON array of ops", field="chain", found=type(value).__name__)
-    from imagelib.filters import canonical_chain
+    from imagelib.tiling.http import parse_chain as parse  # one parser for every server of the grammar
 
-    return canonical_chain(value) or None
+    return parse(text, max_bytes)

@@ -8,24 +8,61 @@ is checked, authorised, revalidated, rendered and answered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from imagelib.api.deps import Audited, Service, audited, service
 from imagelib.api.errors import responses
-from imagelib.api.params import VersionId, parse_chain
+from imagelib.api.params import VersionId
 from imagelib.tiling import http
-from imagelib.tiling.http import IMMUTABLE, MEDIA, etag
+from imagelib.tiling.colormap import ANCHORS
+from imagelib.tiling.http import (
+    IMMUTABLE,
+    MAX_INDEX,
+    MEDIA,
+    NOTES_HEADER,
+    TileQuery,
+    etag,
+    notes_header,
+    parse_tile_query,
+)
 from imagelib.versioning import check_version_id
 
 Format = Literal["jpg", "jpeg", "png", "webp"]
-CHAIN_DOC = "URL-encoded JSON filter chain applied on the fly (native pixel grid, before scaling)"
+CHAIN_DOC = (
+    "URL-encoded JSON filter chain applied on the fly (native pixel grid, before scaling); spatial "
+    "parameters are in full-resolution pixels and rescaled for each zoom level"
+)
 Axis = Literal["z", "y", "x"]
 AXIS_DOC = "volumes (z,y,x): show the slice across this axis (with index; default the middle one)"
 INDEX_DOC = "volumes: the slice index along axis (default z when only index is given)"
-MAX_INDEX = 1 << 20  # the global side limit: no larger index can exist
+BANDS_DOC = "1-based bands to show: one (e.g. 1) or three for RGB (e.g. 4,3,2); default 1,2,3 or 1"
+RESCALE_DOC = "display stretch lo,hi (lo < hi), or one lo,hi per band separated by ';'"
+COLORMAP_DOC = f"colormap of a single band: one of {', '.join(sorted(ANCHORS))}"
+NOTES_DOC = (
+    "what the chain only approximates at this zoom (its spatial parameters are in full-resolution "
+    "pixels, rescaled per level), '; '-separated; absent when the tile is exact"
+)
+
+
+def tile_query(
+    request: Request,
+    chain: str | None = Query(None, description=CHAIN_DOC),
+    bands: str | None = Query(None, description=BANDS_DOC),
+    rescale: str | None = Query(None, description=RESCALE_DOC),
+    colormap: str | None = Query(None, description=COLORMAP_DOC),
+    axis: Axis | None = Query(None, description=AXIS_DOC),
+    index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
+    svc: Service = Depends(service),
+) -> TileQuery:
+    """The query of a tile URL, parsed by the grammar's one parser (the declared parameters document it
+    in the OpenAPI; malformed values are coded 400s naming the field)."""
+    return parse_tile_query(request.query_params.get, svc.settings.max_chain_bytes)
+
+
+Query_ = Annotated[TileQuery, Depends(tile_query)]
 
 
 def not_modified(request: Request, tag: str) -> bool:
@@ -48,22 +85,17 @@ class TileFactory:
         scheme: str,
         tile: tuple[int, int, int] | None,
         fmt: str,
-        chain_text: str | None,
-        axis: str | None = None,
-        index: int | None = None,
+        query: TileQuery,
     ) -> Response:
         """Check, authorise, revalidate, render, answer (catalog misses and rendering in threads)."""
         check_version_id(version)
-        chain = parse_chain(chain_text, svc.settings.max_chain_bytes)
+        chain, axis, index = query.chain, query.axis, query.index
         namespaces = svc.cached_namespaces(version) or await run_in_threadpool(
             svc.version_namespaces, version
         )
         namespace = audit.allow_any(namespaces, "tile", "tile.read", version)
         fmt = "jpg" if fmt == "jpeg" else fmt
-        where = tile or "descriptor"
-        if axis is not None or index is not None:  # a slice of a volume is another image: another tag
-            where = f"{where}|{axis}|{index}"
-        tag = etag(version, scheme, where, fmt, chain)
+        tag = etag(version, scheme, tile or "descriptor", fmt, query)
         headers = {"ETag": tag, "Cache-Control": IMMUTABLE}
         target = f"{version}/{scheme}/{'/'.join(map(str, tile)) if tile else 'descriptor'}.{fmt}"
         if not_modified(request, tag):
@@ -78,13 +110,29 @@ class TileFactory:
             audit.record("tile.read", namespace, target)
             return Response(renderer.dzi_grid().xml(fmt), media_type="application/xml", headers=headers)
         from imagelib.tiling import render_tile
+        from imagelib.tiling.render import tile_notes
 
         svc.tile_requests += 1
         data = await run_in_threadpool(
             lambda: render_tile(
-                version, *tile, fmt=fmt, chain=chain, scheme=scheme, axis=axis, index=index, lib=svc.lib
+                version,
+                *tile,
+                fmt=fmt,
+                chain=chain,
+                scheme=scheme,
+                axis=axis,
+                index=index,
+                style=query.style,
+                lib=svc.lib,
             )
         )
+        if chain:  # what the chain only approximates at this zoom (renderer memoised: no second open)
+            notes = await run_in_threadpool(
+                lambda: tile_notes(
+                    version, tile[0], chain, scheme, axis=axis, index=index, style=query.style, lib=svc.lib
+                )
+            )
+            headers.update(notes_header(notes))
         audit.record("tile.read", namespace, target)
         return Response(data, media_type=MEDIA[fmt], headers=headers)
 
@@ -92,7 +140,12 @@ class TileFactory:
         """Add the DZI descriptor, DZI tile and XYZ tile routes."""
         r, answer = APIRouter(prefix=self.prefix, tags=["tiles"]), self.answer
         errs = responses(400, 401, 403, 404, 413, 422, 503)
-        ok = {"description": "tile image", "content": {m: {} for m in sorted(set(MEDIA.values()))}}
+        notes = {"description": NOTES_DOC, "schema": {"type": "string"}}
+        ok = {
+            "description": "tile image",
+            "content": {m: {} for m in sorted(set(MEDIA.values()))},
+            "headers": {NOTES_HEADER: notes},
+        }
 
         @r.get(
             "/tiles/{version}.dzi",
@@ -106,15 +159,13 @@ class TileFactory:
         async def dzi_descriptor(
             request: Request,
             version: VersionId,
+            query: Query_,
             format: Format = Query("jpg", description="tile format named in the descriptor"),
-            chain: str | None = Query(None, description=CHAIN_DOC),
-            axis: Axis | None = Query(None, description=AXIS_DOC),
-            index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
             svc: Service = Depends(service),
             audit: Audited = Depends(audited),
         ) -> Response:
             """The ``.dzi`` descriptor (OpenSeadragon derives the tile URLs from it)."""
-            return await answer(request, svc, audit, version, "dzi", None, format, chain, axis, index)
+            return await answer(request, svc, audit, version, "dzi", None, format, query)
 
         @r.get(
             "/tiles/{version}_files/{level}/{col}_{row}.{fmt}",
@@ -128,16 +179,12 @@ class TileFactory:
             col: int,
             row: int,
             fmt: Format,
-            chain: str | None = Query(None, description=CHAIN_DOC),
-            axis: Axis | None = Query(None, description=AXIS_DOC),
-            index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
+            query: Query_,
             svc: Service = Depends(service),
             audit: Audited = Depends(audited),
         ) -> Response:
             """One DZI tile (254 px, overlap 1)."""
-            return await answer(
-                request, svc, audit, version, "dzi", (level, col, row), fmt, chain, axis, index
-            )
+            return await answer(request, svc, audit, version, "dzi", (level, col, row), fmt, query)
 
         @r.get(
             "/tiles/{version}/{z}/{x}/{y}.{fmt}",
@@ -151,14 +198,12 @@ class TileFactory:
             x: int,
             y: int,
             fmt: Format,
-            chain: str | None = Query(None, description=CHAIN_DOC),
-            axis: Axis | None = Query(None, description=AXIS_DOC),
-            index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
+            query: Query_,
             svc: Service = Depends(service),
             audit: Audited = Depends(audited),
         ) -> Response:
             """One WebMercatorQuad tile (256 px) of a georeferenced version."""
-            return await answer(request, svc, audit, version, "xyz", (z, x, y), fmt, chain, axis, index)
+            return await answer(request, svc, audit, version, "xyz", (z, x, y), fmt, query)
 
         return r
 

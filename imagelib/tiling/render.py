@@ -75,16 +75,44 @@ class Renderer:
     style: Style = field(default_factory=Style)
     encoding: Encoding = field(default_factory=Encoding)
     resampling: str = "nearest"
+    #: chain statistics shared by the renderers of one plane and chain whatever their style (a style
+    #: change must not run the chain over a whole level again): a mapping and this renderer's key in it
+    shared: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def halo(self) -> tuple[int, int]:
-        """Context pixels (y, x) the chain needs around a tile."""
-        if not self.chain:
-            return (0, 0)
-        from imagelib.filters import chain_halo
+        """Context pixels (y, x) the chain needs around a full-resolution tile."""
+        return self.level_halo(0)
 
-        hy, hx = chain_halo(self.chain, 2)[-2:]
-        return int(hy), int(hx)
+    def _level(self, level: int) -> tuple[Chain | None, tuple[str, ...], tuple[int, int]]:
+        """(chain, notes, halo) of a level, worked out once (same key, same value: no lock needed)."""
+        if level not in self._levels:
+            from imagelib.filters import chain_halo
+            from imagelib.filters.scaling import scale_chain
+
+            chain, notes = self.chain, []
+            if chain and level > 0:
+                chain, notes = scale_chain(chain, 2**level)
+            halo = tuple(int(h) for h in chain_halo(chain, 2)[-2:]) if chain else (0, 0)
+            self._levels[level] = (chain or None, tuple(notes), (halo[0], halo[1]))
+        return self._levels[level]
+
+    def level_chain(self, level: int) -> Chain | None:
+        """The chain with its spatial parameters in pixels of ``level`` (they are given in full-resolution
+        pixels, :func:`imagelib.filters.scaling.scale_chain`); level 0 is the chain itself."""
+        return self._level(level)[0]
+
+    def level_halo(self, level: int) -> tuple[int, int]:
+        """Context pixels (y, x) the level's chain needs around a tile (it follows the rescaled chain)."""
+        return self._level(level)[2]
+
+    def notes(self, level: int) -> list[str]:
+        """What the chain only approximates at ``level`` (empty at full resolution)."""
+        return list(self._level(level)[1])
+
+    @cached_property
+    def _levels(self) -> dict[int, tuple[Chain | None, tuple[str, ...], tuple[int, int]]]:
+        return {}
 
     @cached_property
     def has_band(self) -> bool:
@@ -93,8 +121,49 @@ class Renderer:
 
     @cached_property
     def scaling(self) -> Scaling:
-        """The resolved stretch/mask/colormap."""
-        return resolve(self.plane.attrs, self.plane.dtype, self._bands_out, self.style)
+        """The resolved stretch/mask/colormap. With a chain and no ``style.rescale``, the stretch is the
+        chain output's p2/p98 (what the derived version stores, so the live view and the derived version's
+        tiles agree); the mask and alpha stay the plane's, so explicit ranges give today's bytes."""
+        scaling = resolve(self.plane.attrs, self.plane.dtype, self._bands_out, self.style)
+        if not self.chain or self.style.rescale:
+            return scaling
+        stats = self.chain_stats
+        lo = np.array([_or(stats["p2"][b - 1], 0.0) for b in scaling.bands], float)
+        hi = np.array([_or(stats["p98"][b - 1], 1.0) for b in scaling.bands], float)
+        flat = hi <= lo  # a constant band shows mid-grey (as for stored statistics)
+        lo, hi = np.where(flat, lo - 0.5, lo), np.where(flat, lo + 0.5, hi)
+        return dataclasses.replace(scaling, lo=lo, hi=hi, identity=False)
+
+    @cached_property
+    def chain_stats(self) -> dict[str, Any]:
+        """Per-band p2/p98 of the chain's output, computed as ``imagelib.stored.percentiles`` computes
+        them for the derived version: on the first level no larger than ``STATS_LEVEL_SIDE`` (there with
+        the chain rescaled to that level), valid pixels only. Once per plane and chain."""
+        if self.shared is None:
+            return self._chain_stats()
+        memo, key = self.shared
+        return memo.get(key) or memo.setdefault(key, self._chain_stats())
+
+    def _chain_stats(self) -> dict[str, Any]:
+        from imagelib.stored import STATS_LEVEL_SIDE
+
+        level = next(
+            (k for k in range(self.plane.levels) if max(self.plane.shape(k)) <= STATS_LEVEL_SIDE),
+            self.plane.levels - 1,
+        )
+        data, inner = read(self.plane, level, self.plane.full(level))
+        out = apply_filters(data, self.level_chain(level), self.has_band, inner)
+        nodata = self.plane.attrs.get("nodata")
+        p2, p98 = [], []
+        for band in out:
+            values = np.asarray(band, np.float64).ravel()
+            valid = np.isfinite(values)
+            if isinstance(nodata, int | float) and not np.isnan(nodata):
+                valid &= values != nodata
+            lo, hi = np.percentile(values[valid], [2, 98]) if valid.any() else (None, None)
+            p2.append(None if lo is None else float(lo))
+            p98.append(None if hi is None else float(hi))
+        return {"p2": p2, "p98": p98, "stats_level": level}
 
     @cached_property
     def _bands_out(self) -> int:
@@ -102,7 +171,7 @@ class Renderer:
             return self.plane.bands
         level = max(self.plane.levels - 6, 0)  # a ≤ 32×32 level is enough to see the band count
         probe, inner = read(self.plane, level, self.plane.full(level))
-        return apply_filters(probe, self.chain, self.has_band, inner).shape[0]
+        return apply_filters(probe, self.level_chain(level), self.has_band, inner).shape[0]
 
     @cached_property
     def xyz_grid(self) -> XyzGrid:
@@ -115,8 +184,8 @@ class Renderer:
 
     def pixels(self, level: int, window: Window) -> np.ndarray:
         """Steps 1–2 and band selection: the selected bands of a window, filtered."""
-        data, inner = read(self.plane, level, window, self.halo)
-        return select(apply_filters(data, self.chain, self.has_band, inner), self.scaling)
+        data, inner = read(self.plane, level, window, self.level_halo(level))
+        return select(apply_filters(data, self.level_chain(level), self.has_band, inner), self.scaling)
 
     def dzi(self, grid: DziGrid, level: int, col: int, row: int, fmt: str) -> bytes:
         """One DZI tile."""
@@ -158,6 +227,11 @@ class Renderer:
         return to_uint8(data[:, ry, cx], scaling, missing=~inside)
 
 
+def _or(value: float | None, default: float) -> float:
+    """``value``, or ``default`` for a band without valid pixels."""
+    return default if value is None else value
+
+
 def tile_not_found(scheme: str, z: int, x: int, y: int) -> NotFound:
     """The coded error for a tile outside the pyramid."""
     return NotFound(
@@ -195,6 +269,22 @@ class _Renderers:
             self._items.clear()
 
 
+class _Stats(OrderedDict[Any, Any]):
+    """Chain statistics per (store, version, slice, chain): a few floats each, the oldest forgotten past
+    ``size`` entries."""
+
+    size = 1024
+    _lock = threading.Lock()  # one lock for every instance: writes are rare (one per chain)
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """``dict.setdefault``, bounded and thread-safe."""
+        with self._lock:
+            value = super().setdefault(key, default)
+            while len(self) > self.size:
+                self.popitem(last=False)
+            return value
+
+
 def _renderer(
     lib: Library,
     version: str,
@@ -214,7 +304,8 @@ def _renderer(
         group, store = open_group(version, lib=lib)
         chunks = lib.cache("chunks", lambda: LruCache(CHUNK_CACHE_BYTES))
         plane = plane_for(group, f"{store.url}/{version}", axis, index, chunks)
-        return Renderer(plane, json.loads(chain) if chain else None, style, encoding)
+        shared = (lib.cache("chain_stats", _Stats), (lib.settings.store, version, axis, index, chain))
+        return Renderer(plane, json.loads(chain) if chain else None, style, encoding, shared=shared)
 
     renderers = lib.cache("renderers", _Renderers)
     return renderers.get((lib.settings.store, version, axis, index, chain, style, encoding), make)
@@ -299,3 +390,28 @@ def render_tile(
     if cache is not None:
         cache.put(key, data)
     return data
+
+
+def tile_notes(
+    version: str,
+    z: int,
+    chain: Chain | str | None = None,
+    scheme: str = "dzi",
+    *,
+    axis: str | None = None,
+    index: int | None = None,
+    style: Style | None = None,
+    tile_size: int = 254,
+    overlap: int = 1,
+    lib: Library | None = None,
+) -> list[str]:
+    """What the chain only approximates in the tiles of DZI level / XYZ zoom ``z`` (the servers send it
+    as ``X-Imagelib-Approximate``); empty without a chain or at full resolution."""
+    if not chain:
+        return []
+    renderer = renderer_for(version, chain, axis=axis, index=index, style=style, lib=lib)
+    if scheme == "xyz":
+        level = renderer.xyz_grid.source_level(z, renderer.plane.levels)
+    else:
+        level = renderer.dzi_grid(tile_size, overlap).shrink(z)
+    return renderer.notes(level) if 0 <= level < renderer.plane.levels else []

@@ -5,12 +5,18 @@
   level ``z`` and one map unit is ``2**(levels-1)`` full-resolution pixels, so the DZI grid (254 px
   tiles) is Leaflet's tile grid. DZI tiles carry a 1 px overlap that Leaflet does not know about, so a
   tile is drawn up to 2 px squeezed into its 254 px cell (≤ 1 screen px misplacement at tile seams);
-* 3D ``z,y,x`` volumes: a slider over the z slices (``?axis=z&index=`` on the tile URLs).
+* 3D ``z,y,x`` volumes: an axis choice (z / y / x) and a slider over that axis's slices
+  (``?axis=…&index=`` on the tile URLs). A y or x slice is an image of another shape ((z, x) or (z, y),
+  resampled to square pixels like the tile servers do), so choosing an axis rebuilds the tile layer with
+  that slice's bounds, zoom range and scale.
 
-Tile URLs carry the canonical chain (``?chain=``): a linked :class:`FilterChainBuilder` edit sets the
-layer's ``url`` trait (one comm message), the browser fetches the new chain's tiles and keeps the old
-ones cached. Every failure (unknown version, a chain that fails validation, …) is shown in place as
-``CODE: message``; nothing raises into the notebook.
+Tile URLs carry the canonical chain and display style (``?chain=…&bands=…&rescale=…&colormap=…``, the
+tile grammar of :mod:`imagelib.tiling.http`): a linked :class:`FilterChainBuilder` edit, or a band /
+colormap / stretch control, sets the layer's ``url`` trait (one comm message), the browser fetches the
+new tiles and keeps the old ones cached. Every failure (unknown version, a chain that fails validation,
+a band the data lacks, …) is shown in place as ``CODE: message``; nothing raises into the notebook.
+What a chain only approximates at the current zoom (``X-Imagelib-Approximate`` of the tiles) is shown
+under the map.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import ipywidgets as w
 
 from imagelib.context import Library
 from imagelib.errors import ImagelibError, UsageError, from_exception
+from imagelib.tiling.colormap import ANCHORS
+from imagelib.tiling.scale import Style
 from imagelib.widgets import urls
 
 #: default basemap of geo maps; needs the internet in the browser, so pass ``basemap=None`` offline
@@ -56,9 +64,17 @@ def scale_bar(units_per_px: float, unit: str, max_px: int = 120) -> tuple[float,
     return length, width, f"{length:g} {unit}"
 
 
-def _spacing(attrs: dict[str, Any]) -> tuple[float, str]:
-    """Physical size of a full-resolution pixel along x and its unit; image pixels when unknown."""
-    size = (attrs.get("spacing") or {}).get("x")
+def _spacing(attrs: dict[str, Any], axis: str | None = None) -> tuple[float, str]:
+    """Physical size of a full-resolution pixel of the shown plane (a volume's slice across ``axis``) and
+    its unit; image pixels when unknown."""
+    given = attrs.get("spacing") or {}
+    if axis is not None and given:
+        from imagelib.tiling.volume import AXES, spacing
+
+        # the renderer resamples a slice to the finer of its two in-plane sizes (unknown ones count as 1)
+        sp = spacing(attrs)
+        return min(sp[a] for a in AXES if a != axis), attrs.get("spacing_unit") or "µm"
+    size = given.get("x")
     if not size:
         return 1.0, "px"
     # OME's PhysicalSize unit defaults to µm; imagelib keeps no other unit yet
@@ -76,7 +92,8 @@ def _basemap_layer(basemap: Any) -> L.Layer | None:
 
 
 class DeepZoomViewer:
-    """Deep-zoom view of a stored version (``.widget``); ``chain`` may be a chain or a FilterChainBuilder."""
+    """Deep-zoom view of a stored version (``.widget``); ``chain`` may be a chain or a FilterChainBuilder,
+    ``style`` the initial bands / stretch / colormap."""
 
     def __init__(
         self,
@@ -88,10 +105,13 @@ class DeepZoomViewer:
         basemap: Any = DEFAULT_BASEMAP,
         fmt: str = "png",
         height: str = "500px",
+        style: Style | None = None,
     ) -> None:
         self.version, self.lib, self.fmt = version, lib, fmt
         self.base_url = urls.tile_base_url(base_url)
         self.chain: list[dict[str, Any]] | None = None
+        self.style = style or Style()
+        self.notes = w.HTML()
         self.axis: str | None = None
         self.index: int | None = None
         self.map: L.Map | None = None
@@ -120,7 +140,8 @@ class DeepZoomViewer:
         self.chain = _ops(canonical(chain)) if chain else None
         if "z" in self.data.dims:
             self.axis, self.index = "z", self.data.sizes["z"] // 2
-        self.renderer = renderer_for(self.version, self.chain, lib=self.lib)
+        self.renderer = renderer_for(self.version, self.chain, axis=self.axis, index=self.index, lib=self.lib)
+        _ = self._renderer(self.chain, self.style).scaling  # a bad band or range is reported now
         self.geo = bool(self.data.attrs.get("georeferenced")) and self.axis is None
         self.layer = self._geo_layer() if self.geo else self._pixel_layer()
         base = _basemap_layer(basemap) if self.geo else None
@@ -139,13 +160,40 @@ class DeepZoomViewer:
         else:
             self.map.observe(lambda _: self._update_scale(), names="zoom")
             self._update_scale()
+        self.map.observe(lambda _: self._update_notes(), names="zoom")
+        self._update_notes()
         self.opacity = w.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="opacity")
-        w.link((self.opacity, "value"), (self.layer, "opacity"))
-        rows: list[w.Widget] = [self.opacity]
+        self._opacity_link = w.link((self.opacity, "value"), (self.layer, "opacity"))
+        rows: list[w.Widget] = [w.HBox([self.opacity]), self._style_controls()]
         if self.axis is not None:
             rows.append(self._slice_controls())
         self.controls.children = rows
-        self.widget.children = [self.error, self.controls, self.map, self.scale]
+        self.widget.children = [self.error, self.controls, self.map, self.scale, self.notes]
+
+    def _style_controls(self) -> w.Widget:
+        """Bands (``4,3,2`` or ``1``), stretch (``lo,hi`` or one per band, ``;``-separated; empty: the
+        statistics) and colormap (single band): each change re-templates the tile layer."""
+        query = dict(urls.query_pairs(style=self.style))
+        self.bands = w.Text(
+            value=query.get("bands", ""),
+            placeholder="e.g. 4,3,2 or 1",
+            description="bands",
+            continuous_update=False,
+        )
+        self.stretch = w.Text(
+            value=query.get("rescale", ""),
+            placeholder="auto (p2,p98)",
+            description="stretch",
+            continuous_update=False,
+        )
+        self.colormap = w.Dropdown(
+            options=[("none", ""), *((name, name) for name in sorted(ANCHORS))],
+            value=query.get("colormap", ""),
+            description="colormap",
+        )
+        for control in (self.bands, self.stretch, self.colormap):
+            control.observe(lambda _: self._style_changed(), names="value")
+        return w.HBox([self.bands, self.stretch, self.colormap])
 
     def _geo_layer(self) -> L.TileLayer:
         grid = self.renderer.xyz_grid
@@ -193,11 +241,7 @@ class DeepZoomViewer:
         )
         self.axis_picker.observe(lambda ch: self.set_slice(ch["new"], None), names="value")
         self.slider.observe(lambda ch: self.set_slice(self.axis, ch["new"]), names="value")
-        # another axis changes the image's shape, so the map's bounds and zooms would have to be rebuilt:
-        # not yet; z slices all share one shape, and the tile extension serves any of them (?axis=&index=)
-        self.axis_picker.disabled = True
-        note = w.HTML("<i>slices across z; xz/yz views: <code>imagelib tile --axis views</code></i>")
-        return w.VBox([w.HBox([self.axis_picker, self.slider]), note])
+        return w.HBox([self.axis_picker, self.slider])
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -215,14 +259,67 @@ class DeepZoomViewer:
         return self.layer.min_native_zoom, self.layer.max_native_zoom
 
     def template(self) -> str:
-        """The Leaflet tile URL template of the current chain (and slice)."""
+        """The Leaflet tile URL template of the current chain, style (and slice)."""
         build = urls.xyz_template if self.geo else urls.dzi_template
         extra = {"axis": self.axis, "index": self.index} if self.axis is not None else {}
-        return build(self.base_url, self.version, self.chain, self.fmt, **extra)
+        return build(self.base_url, self.version, self.chain, self.fmt, style=self.style, **extra)
+
+    def _renderer(self, chain: Any, style: Style) -> Any:
+        from imagelib.tiling.render import renderer_for
+
+        return renderer_for(self.version, chain, axis=self.axis, index=self.index, style=style, lib=self.lib)
+
+    def set_style(self, style: Style) -> bool:
+        """Show the version with ``style`` (bands, stretch, colormap); a band the data (or the chain's
+        output) lacks is reported in place and the view kept."""
+        if self.layer is None:
+            return False
+        try:
+            urls.query_pairs(style=style)  # only what a tile URL can carry (named colormaps)
+            _ = self._renderer(self.chain, style).scaling
+        except Exception as exc:
+            self.error.value = error_html(exc)
+            return False
+        self.style, self.error.value = style, ""
+        self._refresh()
+        return True
+
+    def _style_changed(self) -> None:
+        """The controls' text → a :class:`Style` through the tile grammar's parser (same checks, codes)."""
+        from imagelib.tiling.http import parse_tile_query
+
+        given = {"bands": self.bands.value.strip(), "rescale": self.stretch.value.strip()}
+        given["colormap"] = self.colormap.value
+        try:
+            style = parse_tile_query(lambda name: given.get(name) or None, 1).style
+        except Exception as exc:
+            self.error.value = error_html(exc)
+            return
+        self.set_style(style)
+
+    def _update_notes(self) -> None:
+        """What the chain only approximates at the map's zoom (what the tiles' header says)."""
+        if self.map is None or not self.chain:
+            self.notes.value = ""
+            return
+        plane = self.renderer.plane
+        if self.geo:
+            level = self.renderer.xyz_grid.source_level(int(self.map.zoom), plane.levels)
+        else:
+            level = max(0, plane.levels - 1 - int(self.map.zoom))  # pixel space: zoom z is DZI level z
+        notes = self._renderer(self.chain, self.style).notes(min(level, plane.levels - 1))
+        self.notes.value = (
+            "<span style='color:#8a6d00'>approximate at this zoom: "
+            + html.escape("; ".join(notes))
+            + "</span>"
+            if notes
+            else ""
+        )
 
     def _refresh(self) -> None:
         if self.layer is not None:
             self.layer.url = self.template()
+            self._update_notes()
 
     def set_chain(self, chain: Any) -> bool:
         """Show the version through ``chain``; a bad chain is reported in place and the view kept."""
@@ -233,7 +330,9 @@ class DeepZoomViewer:
 
             ops = _ops(canonical(chain)) if chain else None
             # the scaling runs the chain on a small level: band-count errors show now, not as broken tiles
-            _ = renderer_for(self.version, ops, axis=self.axis, index=self.index, lib=self.lib).scaling
+            _ = renderer_for(
+                self.version, ops, axis=self.axis, index=self.index, style=self.style, lib=self.lib
+            ).scaling
         except Exception as exc:
             self.error.value = error_html(exc)
             return False
@@ -245,28 +344,68 @@ class DeepZoomViewer:
         """Choose the slice of a volume (``index`` None: the middle one); out of range is reported."""
         if self.axis is None or axis is None:
             return
-        if axis != "z":  # other axes change the image's shape (see _slice_controls)
-            bad = UsageError("the viewer shows slices across z", field="axis", expected=["z"], found=axis)
+        bounds = self.slice_bounds
+        if axis not in bounds:
+            bad = UsageError(
+                f"axis must be one of {list(bounds)}", field="axis", expected=list(bounds), found=axis
+            )
             self.error.value = error_html(bad)
+            self._show_axis()
             return
-        lo, hi = self.slice_bounds[axis]
+        lo, hi = bounds[axis]
         index = (hi + 1) // 2 if index is None else index
         if not lo <= index <= hi:
             self.error.value = error_html(
                 UsageError(f"index {index} outside {lo}..{hi} along {axis}", field="index", found=index)
             )
             return
+        if axis != self.axis:
+            try:
+                self._retarget(axis, index)
+            except Exception as exc:  # the view stays on the old slice and says why
+                self.error.value = error_html(exc)
+                self._show_axis()
+                return
         self.axis, self.index, self.error.value = axis, index, ""
+        self._show_axis()
         if hasattr(self, "slider"):
             with self.slider.hold_trait_notifications():  # min/max/value change together, valid at the end
                 self.slider.min, self.slider.max, self.slider.value = lo, hi, index
         self._refresh()
 
+    def _show_axis(self) -> None:
+        """The axis picker shows the axis actually displayed (after a refused choice too)."""
+        if hasattr(self, "axis_picker") and self.axis_picker.value != self.axis:
+            self.axis_picker.value = self.axis
+
+    def _retarget(self, axis: str, index: int) -> None:
+        """Rebuild the tile layer for a slice across another axis: its image has another shape, so the
+        layer's bounds, the map's zoom range and centre, and the scale bar all change."""
+        from imagelib.tiling.render import renderer_for
+
+        renderer = renderer_for(self.version, self.chain, axis=axis, index=index, lib=self.lib)
+        # a slice the chain or style cannot render is reported before anything changes
+        styled = renderer_for(
+            self.version, self.chain, axis=axis, index=index, style=self.style, lib=self.lib
+        )
+        _ = renderer.dzi_grid(), styled.scaling
+        old, self.renderer, self.axis, self.index = self.layer, renderer, axis, index
+        self.layer = self._pixel_layer()
+        assert self.map is not None and old is not None
+        self._opacity_link.unlink()
+        self.layer.opacity = self.opacity.value
+        self._opacity_link = w.link((self.opacity, "value"), (self.layer, "opacity"))
+        with self.map.hold_trait_notifications():
+            self.map.substitute(old, self.layer)
+            self.map.min_zoom, self.map.max_zoom = self.layer.min_zoom, self.layer.max_zoom
+            self.map.center, self.map.zoom = self._center, self._fit_zoom
+        self._update_scale()
+
     def _update_scale(self) -> None:
         """The pixel-space scale bar for the map's zoom, in the data's units."""
         if self.map is None or self.geo:
             return
-        size, unit = _spacing(self.data.attrs)
+        size, unit = _spacing(self.data.attrs, self.axis)
         top = self.renderer.dzi_grid().levels - 1
         per_px = size * 2 ** (top - self.map.zoom)
         _, width, label = scale_bar(per_px, unit)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from imagelib.tiling.render import canonical
+from imagelib.tiling.http import query_pairs
+from imagelib.tiling.scale import Style
 
 
 def _slash(url: str) -> str:
@@ -56,30 +57,35 @@ def tile_base_url(base_url: str | None = None) -> str:
     return "/"
 
 
-def query(chain: Any = None, **extra: Any) -> str:
-    """``?chain=<URL-encoded canonical JSON>&…`` ('' when empty); braces are encoded, so the string never
-    holds a ``{…}`` that Leaflet would take for a template placeholder."""
-    params: dict[str, Any] = {}
-    text = canonical(chain) if chain else None
-    if text:
-        params["chain"] = text
-    params.update({k: v for k, v in extra.items() if v is not None})
-    return "?" + urlencode(params, quote_via=quote, safe="") if params else ""
+def query(
+    chain: Any = None,
+    style: Style | None = None,
+    axis: str | None = None,
+    index: int | None = None,
+    **extra: Any,
+) -> str:
+    """The tile grammar's canonical query (:func:`imagelib.tiling.http.query_pairs`: chain, bands,
+    rescale, colormap, axis, index) plus ``extra`` ('' when empty); braces are encoded, so the string
+    never holds a ``{…}`` that Leaflet would take for a template placeholder."""
+    pairs = query_pairs(chain, style, axis, index)
+    pairs += [(k, str(v)) for k, v in extra.items() if v is not None]
+    return "?" + urlencode(pairs, quote_via=quote, safe="") if pairs else ""
 
 
-def descriptor_url(base: str, version: str, chain: Any = None, fmt: str = "png") -> str:
-    """The ``.dzi`` descriptor URL."""
-    return f"{base}imagelib/tiles/{version}.dzi" + query(chain, format=fmt)
+def descriptor_url(base: str, version: str, chain: Any = None, fmt: str = "png", **kw: Any) -> str:
+    """The ``.dzi`` descriptor URL (``kw``: style, axis, index)."""
+    return f"{base}imagelib/tiles/{version}.dzi" + query(chain, format=fmt, **kw)
 
 
-def dzi_template(base: str, version: str, chain: Any = None, fmt: str = "png", **extra: Any) -> str:
-    """Leaflet template of the DZI tiles (``{z}`` = DZI level, ``{x}_{y}`` = column_row)."""
-    return f"{base}imagelib/tiles/{version}_files/{{z}}/{{x}}_{{y}}.{fmt}" + query(chain, **extra)
+def dzi_template(base: str, version: str, chain: Any = None, fmt: str = "png", **kw: Any) -> str:
+    """Leaflet template of the DZI tiles (``{z}`` = DZI level, ``{x}_{y}`` = column_row; ``kw``: style,
+    axis, index)."""
+    return f"{base}imagelib/tiles/{version}_files/{{z}}/{{x}}_{{y}}.{fmt}" + query(chain, **kw)
 
 
-def xyz_template(base: str, version: str, chain: Any = None, fmt: str = "png", **extra: Any) -> str:
-    """Leaflet template of the WebMercatorQuad tiles."""
-    return f"{base}imagelib/tiles/{version}/{{z}}/{{x}}/{{y}}.{fmt}" + query(chain, **extra)
+def xyz_template(base: str, version: str, chain: Any = None, fmt: str = "png", **kw: Any) -> str:
+    """Leaflet template of the WebMercatorQuad tiles (``kw``: style, axis, index)."""
+    return f"{base}imagelib/tiles/{version}/{{z}}/{{x}}/{{y}}.{fmt}" + query(chain, **kw)
 
 
 def fill(template: str, z: int, x: int, y: int) -> str:
