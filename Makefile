@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint setup browser viewer-js bench clean
+.PHONY: demo hub test lint setup browser viewer-js bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,12 @@ browser:
 demo: setup
 	$(BIN)/imagelib demo
 
+# The platform on loopback (dev IdP, imagelib serve, JupyterHub + configurable-http-proxy); Ctrl-C stops it.
+hub: setup
+	$(BIN)/python hub/local.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check imagelib tests benchmarks extensions
+	$(BIN)/ruff check imagelib tests benchmarks extensions hub
 
 test: setup browser lint
 	$(BIN)/python -m pytest -q

@@ -22,6 +22,7 @@ _LAZY = {
     "connect": "imagelib.context",
     "current": "imagelib.context",
     "using": "imagelib.context",
+    "Client": "imagelib.client",
 }
 __all__ = ["__version__", *_LAZY]
 

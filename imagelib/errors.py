@@ -266,6 +266,19 @@ _SPECS: list[ErrorSpec] = [
         IDP_UNAVAILABLE="the identity provider's discovery document or JWKS cannot be fetched",
     ),
     *_rows(
+        Unavailable,
+        503,
+        EXIT_FAILED,
+        HUB_UNAVAILABLE="JupyterHub's API cannot be reached to fetch the user's current access token",
+    ),
+    *_rows(
+        Unavailable,
+        503,
+        EXIT_FAILED,
+        API_UNAVAILABLE="the imagelib API cannot be reached or a proxy in front of it failed (client side)",
+        JOB_WAIT_TIMEOUT="a job did not finish within the time the client was told to wait (client side)",
+    ),
+    *_rows(
         AuthError, 401, EXIT_FAILED, UNAUTHENTICATED="no valid bearer token (missing, expired, bad signature)"
     ),
     *_rows(

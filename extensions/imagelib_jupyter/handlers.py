@@ -21,8 +21,9 @@ from jupyter_server.utils import url_path_join
 
 from imagelib.context import Library
 from imagelib.errors import UsageError, error, error_body, from_exception
-from imagelib.tiling.http import MEDIA, etag, not_modified
+from imagelib.tiling.http import MEDIA, etag, not_modified, notes_header, parse_tile_query
 from imagelib.versioning import check_version_id
+from imagelib_jupyter.hubauth import authorize_tile
 
 log = logging.getLogger("imagelib.jupyter")
 
@@ -53,16 +54,13 @@ class TileBase(APIHandler):
             self.finish(json.dumps(error_body(coded)))
 
     async def _answer(self, version: str, scheme: str, tile: tuple[int, int, int] | None, fmt: str) -> None:
-        from imagelib.api.params import parse_chain
-
         check_version_id(version)
-        chain = parse_chain(self.get_query_argument("chain", None), self.max_chain_bytes)
-        axis, index = self._slice()
+        # under a hub the user's namespace roles decide, as in the API (see hubauth.py)
+        await asyncio.to_thread(authorize_tile, version, self.lib)
+        query = parse_tile_query(lambda name: self.get_query_argument(name, None), self.max_chain_bytes)
+        chain, axis, index = query.chain, query.axis, query.index
         fmt = "jpg" if fmt == "jpeg" else fmt
-        where = tile or "descriptor"
-        if axis is not None or index is not None:  # a slice of a volume is another image: another tag
-            where = f"{where}|{axis}|{index}"
-        tag = etag(version, scheme, where, fmt, chain)
+        tag = etag(version, scheme, tile or "descriptor", fmt, query)
         self.set_header("ETag", tag)
         self.set_header("Cache-Control", self.cache_control)
         if not_modified(self.request.headers.get("If-None-Match"), tag):
@@ -85,19 +83,26 @@ class TileBase(APIHandler):
             scheme=scheme,
             axis=axis,
             index=index,
+            style=query.style,
             lib=self.lib,
         )
-        self.finish(data, set_content_type=MEDIA[fmt])
+        if chain:  # what the chain only approximates at this zoom (the renderer is memoised)
+            from imagelib.tiling.render import tile_notes
 
-    def _slice(self) -> tuple[str | None, int | None]:
-        """``?axis=z|y|x&index=N``: one slice of a ``z,y,x`` volume (the renderer checks the bounds)."""
-        axis = self.get_query_argument("axis", None)
-        text = self.get_query_argument("index", None)
-        if axis is not None and axis not in ("z", "y", "x"):
-            raise UsageError("axis must be z, y or x", field="axis", expected=["z", "y", "x"], found=axis[:8])
-        if text is not None and not text.isdigit():
-            raise UsageError("index must be a non-negative integer", field="index", found=text[:16])
-        return axis, None if text is None else int(text)
+            notes = await asyncio.to_thread(
+                tile_notes,
+                version,
+                tile[0],
+                chain,
+                scheme,
+                axis=axis,
+                index=index,
+                style=query.style,
+                lib=self.lib,
+            )
+            for name, value in notes_header(notes).items():
+                self.set_header(name, value)
+        self.finish(data, set_content_type=MEDIA[fmt])
 
     def _descriptor(
         self, version: str, chain: list[dict[str, Any]] | None, fmt: str, axis: str | None, index: int | None

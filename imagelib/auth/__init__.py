@@ -4,6 +4,7 @@ A service-layer package: the HTTP API, the hub and the workers call it; it impor
 """
 
 from imagelib.auth.jwks import IssuerKeys
+from imagelib.auth.kernel import current_token, forget_token, in_hub
 from imagelib.auth.loopback import is_loopback
 from imagelib.auth.principal import ALL, LOCAL_USER, OPERATIONS, ROLE_RE, Principal, require, role
 from imagelib.auth.verify import ALGORITHMS, TokenVerifier, bearer_token
@@ -18,6 +19,9 @@ __all__ = [
     "Principal",
     "TokenVerifier",
     "bearer_token",
+    "current_token",
+    "forget_token",
+    "in_hub",
     "is_loopback",
     "require",
     "role",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import time
@@ -32,6 +33,7 @@ from imagelib.idp.tokens import Minter, Session, TokenError
 CODE_LIFETIME = 60  # seconds an authorization code may wait for its exchange (Keycloak: 60)
 LOGIN_LIFETIME = 1800  # seconds a login form stays valid
 COOKIE = "IMAGELIB_IDP_SESSION"
+log = logging.getLogger("imagelib.idp")
 _VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")  # RFC 7636 §4.1 (challenge: same alphabet)
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 GRANT_TYPES = ["authorization_code", "password", "client_credentials", "refresh_token"]
@@ -202,6 +204,7 @@ class DevIdP:
         username = str(form.get("username", ""))
         user = self.realm.authenticate(username, str(form.get("password", "")))
         if user is None:
+            log.warning("login failed for %r: invalid username or password", username[:64])
             error = "Invalid username or password."
             page = login_page(self.realm.name, self._form_action(login), username, error)
             return HTMLResponse(page, status_code=200, headers=_NO_STORE)
@@ -242,6 +245,9 @@ class DevIdP:
             else:
                 raise OAuthError("unsupported_grant_type", f"Unsupported grant_type {grant_type!r}")
         except OAuthError as exc:
+            # the reason only: never the code, a token or a secret
+            grant = str(form.get("grant_type"))[:40]
+            log.warning("token request (%s) refused: %s: %s", grant, exc.error, exc.description)
             return exc.response()
         return JSONResponse(body, headers=_NO_STORE)
 
