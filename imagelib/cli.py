@@ -91,13 +91,20 @@ def ingest(
     dataset: Annotated[str, typer.Option(help="dataset name inside the namespace")],
     rules: Annotated[Path | None, typer.Option(help="YAML/JSON rule set")] = None,
     sha256: Annotated[str | None, typer.Option(help="declared sha256 of the file")] = None,
+    tiles: Annotated[str | None, typer.Option(help="also write a pyramid: dzi")] = None,
+    out: Annotated[str, typer.Option(help="--tiles: output folder or URL")] = ".",
+    fmt: Annotated[str, typer.Option("--format", help="--tiles: jpg|png|webp")] = "jpg",
+    tile_size: Annotated[int, typer.Option(help="--tiles: DZI tile size")] = 254,
+    overlap: Annotated[int, typer.Option(help="--tiles: DZI tile overlap")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, version and store a file; prints the new (or existing) version."""
+    from imagelib.ingestion import TileRequest
     from imagelib.ingestion import ingest as run
 
     progress = sys.stderr.isatty() or not as_json
-    emit(run(path, namespace, dataset, rules=rules, sha256=sha256, progress=progress), as_json)
+    request = None if tiles is None else TileRequest(out, fmt, tile_size, overlap, tiles)
+    emit(run(path, namespace, dataset, rules=rules, sha256=sha256, progress=progress, tiles=request), as_json)
 
 
 @app.command()
@@ -303,11 +310,25 @@ def serve(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes (one per core for tile traffic)")] = 1,
 ) -> None:
     """Run the HTTP API (FastAPI on uvicorn; OpenAPI at /v1/openapi.json, docs at /v1/docs)."""
     from imagelib.api.serve import serve as run
 
-    run(host, port)
+    run(host, port, workers=workers)
+
+
+@app.command()
+@coded
+def viewer(
+    port: Annotated[int, typer.Option(help="port")] = 5006,
+    host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
+    show: Annotated[bool, typer.Option(help="open a browser tab")] = False,
+) -> None:
+    """Serve the Panel app (browser, deep zoom, chains, share links); prints its URL on stdout."""
+    from imagelib.viewer.serve import serve as run
+
+    run(port, host, show)
 
 
 audit_app = typer.Typer(help="The audit log's hash chain.", no_args_is_help=True)

@@ -7,10 +7,7 @@ version and serves it on loopback.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +98,8 @@ def run_demo(serve: bool = True, port: int = 8000) -> dict[str, Any]:
     viewer = build_viewer(first, out)
     summary = {"versions": versions, "derived": derived, "viewer": str(viewer) if viewer else None}
     print(json.dumps(summary, indent=2))
-    if serve and viewer:
-        serve_folder(viewer, port)
+    if serve:
+        serve_app(first, port)
     return summary
 
 
@@ -118,12 +115,14 @@ def build_viewer(version: str, out: Path) -> Path | None:
     return Path(folder)
 
 
-def serve_folder(folder: Path, port: int) -> None:
-    """Serve a folder on 127.0.0.1 until interrupted."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=os.fspath(folder))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        say(f"serving the viewer on http://127.0.0.1:{port}/index.html  (Ctrl-C to stop)")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            say("stopped")
+def serve_app(version: str, port: int) -> None:
+    """Serve the Panel app on 127.0.0.1 opened on ``version`` until interrupted (its URL on stdout)."""
+    from imagelib.viewer.serve import serve
+    from imagelib.viewer.state import ViewState
+
+    say(f"serving the imagelib viewer on port {port} (Ctrl-C to stop); the static export stays in the")
+    say("  folder above (imagelib tile --embed)")
+    try:
+        serve(port, query=ViewState(version).to_query())
+    except KeyboardInterrupt:
+        say("stopped")

@@ -73,7 +73,8 @@ def test_streaming_pyramid_equals_two_pass_build(
 
         read_through(data, on_block=write)
         writer.close()
-    assert len(blocks) == -(-shape[-2] // 1024)  # one block per 1024-row strip: the streaming path is exercised
+    # one block per 1024-row strip: the streaming path is really exercised
+    assert len(blocks) == -(-shape[-2] // 1024)
     two_pass = multiscale.create(zarr.storage.MemoryStore(), data, {})
     two_pass["0"][...] = a
     multiscale.build_lower_levels(two_pass, nodata=0)
