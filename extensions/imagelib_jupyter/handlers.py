@@ -21,7 +21,7 @@ from jupyter_server.utils import url_path_join
 
 from imagelib.context import Library
 from imagelib.errors import UsageError, error, error_body, from_exception
-from imagelib.tiling.http import MEDIA, etag, not_modified, notes_header, parse_tile_query
+from imagelib.tiling.http import MEDIA, etag, not_modified, parse_tile_query, render_answer
 from imagelib.versioning import check_version_id
 from imagelib_jupyter.hubauth import authorize_tile
 
@@ -71,37 +71,10 @@ class TileBase(APIHandler):
             xml = await asyncio.to_thread(self._descriptor, version, chain, fmt, axis, index)
             self.finish(xml, set_content_type="application/xml")
             return
-        from imagelib.tiling import render_tile
-
         # rendering reads chunks and encodes: a worker thread keeps the server's event loop free
-        data = await asyncio.to_thread(
-            render_tile,
-            version,
-            *tile,
-            fmt=fmt,
-            chain=chain,
-            scheme=scheme,
-            axis=axis,
-            index=index,
-            style=query.style,
-            lib=self.lib,
-        )
-        if chain:  # what the chain only approximates at this zoom (the renderer is memoised)
-            from imagelib.tiling.render import tile_notes
-
-            notes = await asyncio.to_thread(
-                tile_notes,
-                version,
-                tile[0],
-                chain,
-                scheme,
-                axis=axis,
-                index=index,
-                style=query.style,
-                lib=self.lib,
-            )
-            for name, value in notes_header(notes).items():
-                self.set_header(name, value)
+        data, extra = await asyncio.to_thread(render_answer, version, scheme, tile, fmt, query, self.lib)
+        for name, value in extra.items():
+            self.set_header(name, value)
         self.finish(data, set_content_type=MEDIA[fmt])
 
     def _descriptor(

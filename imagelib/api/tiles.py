@@ -25,8 +25,8 @@ from imagelib.tiling.http import (
     NOTES_HEADER,
     TileQuery,
     etag,
-    notes_header,
     parse_tile_query,
+    render_answer,
 )
 from imagelib.versioning import check_version_id
 
@@ -109,30 +109,9 @@ class TileFactory:
             )
             audit.record("tile.read", namespace, target)
             return Response(renderer.dzi_grid().xml(fmt), media_type="application/xml", headers=headers)
-        from imagelib.tiling import render_tile
-        from imagelib.tiling.render import tile_notes
-
         svc.tile_requests += 1
-        data = await run_in_threadpool(
-            lambda: render_tile(
-                version,
-                *tile,
-                fmt=fmt,
-                chain=chain,
-                scheme=scheme,
-                axis=axis,
-                index=index,
-                style=query.style,
-                lib=svc.lib,
-            )
-        )
-        if chain:  # what the chain only approximates at this zoom (renderer memoised: no second open)
-            notes = await run_in_threadpool(
-                lambda: tile_notes(
-                    version, tile[0], chain, scheme, axis=axis, index=index, style=query.style, lib=svc.lib
-                )
-            )
-            headers.update(notes_header(notes))
+        data, extra = await run_in_threadpool(render_answer, version, scheme, tile, fmt, query, svc.lib)
+        headers.update(extra)
         audit.record("tile.read", namespace, target)
         return Response(data, media_type=MEDIA[fmt], headers=headers)
 

@@ -211,3 +211,18 @@ def query_string(
     canonical order, '' when empty); braces are encoded, so Leaflet never sees a ``{…}`` placeholder."""
     pairs = query_pairs(chain, style, axis, index)
     return "?" + urlencode(pairs, quote_via=quote, safe="") if pairs else ""
+
+
+def render_answer(
+    version: str, scheme: str, tile: tuple[int, int, int], fmt: str, query: TileQuery, lib: Any = None
+) -> tuple[bytes, dict[str, str]]:
+    """One tile's bytes and its extra headers (what the chain only approximates at this zoom), as every
+    tile server answers them; blocking, so servers run it in a worker thread (one hop for both)."""
+    from imagelib.tiling.render import render_tile, tile_notes
+
+    options = {"axis": query.axis, "index": query.index, "style": query.style, "lib": lib}
+    data = render_tile(version, *tile, fmt=fmt, chain=query.chain, scheme=scheme, **options)
+    if not query.chain:
+        return data, {}
+    # the renderer is memoised by render_tile: the notes reuse it, no second open
+    return data, notes_header(tile_notes(version, tile[0], query.chain, scheme, **options))

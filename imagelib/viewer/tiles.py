@@ -19,7 +19,7 @@ from typing import Any
 import tornado.web
 
 from imagelib.errors import UsageError, error, error_body, from_exception
-from imagelib.tiling.http import IMMUTABLE, MEDIA, etag, not_modified, notes_header, parse_tile_query
+from imagelib.tiling.http import IMMUTABLE, MEDIA, etag, not_modified, parse_tile_query, render_answer
 from imagelib.versioning import check_version_id
 from imagelib.viewer.state import MAX_CHAIN_BYTES
 
@@ -74,7 +74,7 @@ class TileBase(tornado.web.RequestHandler):
             self.set_status(304)
             self.finish()
             return
-        from imagelib.tiling import render_tile, renderer_for
+        from imagelib.tiling import renderer_for
 
         if tile is None:
             renderer = await asyncio.to_thread(
@@ -84,32 +84,9 @@ class TileBase(tornado.web.RequestHandler):
             self.finish(renderer.dzi_grid().xml(fmt))
             return
         # rendering reads chunks and encodes: a worker thread keeps the app's event loop free
-        data = await asyncio.to_thread(
-            render_tile,
-            version,
-            *tile,
-            fmt=fmt,
-            chain=query.chain,
-            scheme=scheme,
-            axis=query.axis,
-            index=query.index,
-            style=query.style,
-        )
-        if query.chain:
-            from imagelib.tiling.render import tile_notes
-
-            notes = await asyncio.to_thread(
-                tile_notes,
-                version,
-                tile[0],
-                query.chain,
-                scheme,
-                axis=query.axis,
-                index=query.index,
-                style=query.style,
-            )
-            for name, value in notes_header(notes).items():
-                self.set_header(name, value)
+        data, extra = await asyncio.to_thread(render_answer, version, scheme, tile, fmt, query)
+        for name, value in extra.items():
+            self.set_header(name, value)
         self.set_header("Content-Type", MEDIA[fmt])
         self.finish(data)
 
