@@ -1,4 +1,4 @@
-"""The local hub over minutes and under load (``slow``): a kernel's API calls keep working past the
+"""The local hub over minutes and under load: a kernel's API calls keep working past the
 access-token lifetime of 60 s without a new login and stop with 401 after logout; ten users log in and
 spawn at once."""
 
@@ -16,7 +16,6 @@ import pytest
 
 from tests.hub_support import Platform, login, platform, server_env, spawn
 
-pytestmark = pytest.mark.slow
 USERS = tuple(f"user{i:02d}" for i in range(1, 11))
 
 #: what a kernel does: take the current token, call the API, wait past the lifetime, call again
