@@ -268,4 +268,5 @@ def test_service_chain_against_scipy():
     blurred = np.stack([ndimage.gaussian_filter(b, 1.0, mode="reflect", truncate=4.0) for b in scaled])
     gamma = np.maximum(blurred, 0) ** 0.8 * 1.0
     expected = gamma[:, w.y0 : w.y1, w.x0 : w.x1]
-    assert same_bits(renderer.pixels(0, w), expected)
+    # float32 rounding of the OpenCV Gaussian vs scipy's float64 line buffer (≤ 2e-6 before gamma's slope)
+    np.testing.assert_allclose(renderer.pixels(0, w), expected, rtol=0, atol=4e-6)

@@ -23,6 +23,7 @@ from imagelib.filters.ops_band import BandScale, Clip, Gamma
 from imagelib.filters.ops_deconv import _DeconvOp
 from imagelib.filters.psf import PsfResolver
 from imagelib.filters.schema import ChainLike, check_ops, validate_chain
+from imagelib.filters.table import run_table, table_prefix, tabulable
 
 BAND_DIMS = ("band", "c", "channel")
 
@@ -92,8 +93,12 @@ def _apply_array(
 ) -> Any:
     """The chain on a bare NumPy/CuPy/Dask array (same type out)."""
     xp = get_xp(data) if is_cupy_array(data) and backend == "auto" else select_backend(backend)
-    stack = data.astype(working_dtype(data.dtype), copy=False)
-    stack = stack if has_band else stack[None]
+    head = data if has_band else data[None]
+    if xp is np and tabulable(head, ops):  # leading band_scale/clip on 8/16-bit pixels: one table lookup
+        done = table_prefix(ops)
+        stack, ops = run_table(head, ops[:done], working_dtype(data.dtype)), ops[done:]
+    else:
+        stack = head.astype(working_dtype(data.dtype), copy=False)
     if hasattr(stack, "map_overlap"):  # a Dask array
         out = run_dask(stack, ops, xp, memory_budget)
     else:

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 
 from imagelib.backend import ndimage_for, to_numpy, to_xp
 from imagelib.filters.base import Op, Scope, check_axes, gaussian_radius, per_axis
+from imagelib.filters.separable import fast_gaussian, fast_gaussian_ok
 
 Sigma = float | list[float]
 _SIGMA = Field(1.0, description="standard deviation in pixels: one number, or one per spatial axis")
@@ -47,6 +48,8 @@ class Gaussian(_Local):
 
     def __call__(self, array: Any, xp: ModuleType) -> Any:
         sigma = per_axis(self.sigma, array.ndim)
+        if fast_gaussian_ok(array, sigma):
+            return fast_gaussian(array, sigma, self.truncate)
         return ndimage_for(xp).gaussian_filter(array, sigma, mode="reflect", truncate=self.truncate)
 
 
