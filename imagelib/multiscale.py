@@ -195,23 +195,29 @@ def build_lower_levels(group: zarr.Group, nodata: Any = None) -> None:
         level += 1
 
 
-def read_level(group: zarr.Group, level: int = 0) -> xr.DataArray:
-    """One level as a lazy DataArray with the version's attrs (transform scaled to the level)."""
-    import dask.array as da
-    import xarray as xr
-
+def level_attrs(group: zarr.Group, level: int = 0) -> dict[str, Any]:
+    """A level's attrs: the version's, with ``level``, ``levels`` and the transform scaled to the level
+    (no xarray or Dask: the tile servers need only these)."""
     meta = group.attrs["multiscales"][0]
     attrs = json.loads(json.dumps(dict(group.attrs.get("imagelib", {}))))
-    names = [a["name"] for a in meta["axes"]]
-    dims = tuple(DIM_OF_AXIS.get(n, n) for n in names)
-    arr = group[meta["datasets"][level]["path"]]
     attrs["level"] = level
     attrs["levels"] = len(meta["datasets"])
     if attrs.get("transform"):
         a, b, c, d, e, f = attrs["transform"]
         k = 2**level
         attrs["transform"] = [a * k, b * k, c, d * k, e * k, f]
-    return xr.DataArray(da.from_zarr(arr), dims=dims, attrs=attrs)
+    return attrs
+
+
+def read_level(group: zarr.Group, level: int = 0) -> xr.DataArray:
+    """One level as a lazy DataArray with the version's attrs (transform scaled to the level)."""
+    import dask.array as da
+    import xarray as xr
+
+    meta = group.attrs["multiscales"][0]
+    dims = tuple(DIM_OF_AXIS.get(a["name"], a["name"]) for a in meta["axes"])
+    arr = group[meta["datasets"][level]["path"]]
+    return xr.DataArray(da.from_zarr(arr), dims=dims, attrs=level_attrs(group, level))
 
 
 class RowWriter:

@@ -19,14 +19,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
-from dask.array.overlap import ensure_minimum_chunksize, overlap
 
 from imagelib.backend import get_xp, to_xp
 from imagelib.filters.base import Op
+
+if TYPE_CHECKING:  # dask is imported where a chain meets a Dask array: NumPy-only callers skip its ~0.4 s
+    import dask.array as da
 
 #: Working-set estimate of an FFT/deconvolution op, bytes per pixel (spectra, masks, output).
 GLOBAL_BYTES_PER_PIXEL = 48
@@ -60,6 +61,8 @@ def _sum_halo(ops: list[Op], ndim: int) -> tuple[int, ...]:
 
 def _local_run(arr: da.Array, ops: list[Op], xp: ModuleType) -> da.Array:
     """One fused ``map_overlap`` for a run of band/local ops."""
+    from dask.array.overlap import ensure_minimum_chunksize
+
     halo = _sum_halo(ops, arr.ndim - 1)
     chunks: list[Any] = [-1 if any(op.scope == "band" for op in ops) else arr.chunks[0]]
     depth = {0: 0}
@@ -124,6 +127,8 @@ def overlap_add(
 
     With ``fn`` the identity the result equals ``arr`` (the tapers form a partition of unity).
     """
+    from dask.array.overlap import ensure_minimum_chunksize, overlap
+
     axes = [a for a in range(arr.ndim) if depth.get(a, 0) > 0]
     chunks = {a: ensure_minimum_chunksize(2 * depth[a], arr.rechunk({a: core[a]}).chunks[a]) for a in axes}
     arr = arr.rechunk(chunks)

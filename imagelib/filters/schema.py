@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -103,7 +104,21 @@ def _sorted(value: Any) -> Any:
 
 def canonical_chain(chain: ChainLike) -> list[dict[str, Any]]:
     """The chain with defaults filled, values normalised (1 → 1.0 for floats) and keys sorted."""
+    try:  # a tile server sees the same few chains on every request: validate each text once
+        key = chain if isinstance(chain, str) else json.dumps(chain, sort_keys=True)
+    except (TypeError, ValueError):  # op objects, NumPy scalars: not JSON, validated afresh
+        return _canonical(chain)
+    return json.loads(_canonical_text(key))  # fresh lists and dicts: callers may change them
+
+
+def _canonical(chain: ChainLike) -> list[dict[str, Any]]:
     return [_sorted(op.model_dump(mode="json")) for op in validate_chain(chain)]
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_text(chain: str) -> str:
+    """Canonical JSON of a chain given as JSON text (memoised; errors are raised, never cached)."""
+    return canonical_text(_canonical(chain))
 
 
 def load_chain(chain: ChainLike | os.PathLike[str] | None) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from imagelib.multiscale import DIM_OF_AXIS, downsample2, read_level
+from imagelib.multiscale import DIM_OF_AXIS, downsample2, level_attrs
 from imagelib.tiling.cache import LruCache
 from imagelib.tiling.grid import Window
 
@@ -92,7 +92,7 @@ class StoredPlane(Plane):
     ) -> None:
         self.group, self.key, self.index = group, key, index
         self.chunks = CHUNKS if chunks is None else chunks  # a context passes its own (keyed by store)
-        self.attrs = dict(read_level(group, 0).attrs)
+        self.attrs = level_attrs(group, 0)
         paths = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
         self.arrays = [group[p] for p in paths]
         dims = dims_of(group)
