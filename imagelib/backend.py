@@ -150,3 +150,13 @@ def gpu_cluster(**cluster_options: Any) -> Any:
             field="backend",
         ) from exc
     return Client(LocalCUDACluster(**cluster_options))
+
+
+@functools.cache
+def cv2_module() -> ModuleType | None:
+    """OpenCV (``cv2``) for the CPU fast paths, or None where the wheel is missing (NumPy/scipy then)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2

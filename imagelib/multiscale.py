@@ -230,17 +230,7 @@ class RowWriter:
 
     def __init__(self, arr: zarr.Array):
         self.arr = arr
-        store = arr.store_path.store
-        meta = arr.metadata
-        self.folder = (
-            Path(store.root) / arr.store_path.path
-            if isinstance(store, zarr.storage.LocalStore)
-            and arr.metadata.zarr_format == 2
-            and meta.dimension_separator == "."
-            and meta.order == "C"
-            and not meta.filters
-            else None
-        )
+        self.folder = chunk_folder(arr)
 
     def write(self, y0: int, rows: np.ndarray, lead: Sequence[int] = ()) -> None:
         """Store ``rows`` at row ``y0`` and leading offsets ``lead`` (default 0: a volume's z slab starts
@@ -273,6 +263,61 @@ class RowWriter:
                         )
                     )
                     (self.folder / key).write_bytes(codec.encode(_full_chunk(part, chunks, fill)))
+
+
+def chunk_folder(arr: zarr.Array) -> Path | None:
+    """The folder of a local Zarr v2 array whose chunk files are plain ``<i>.<j>.<k>`` files of C-order,
+    little-endian (or 1-byte) values through one compressor; None where zarr-python must do the I/O."""
+    store, meta = arr.store_path.store, arr.metadata
+    little = np.dtype(arr.dtype).itemsize == 1 or getattr(meta.dtype, "endianness", "little") == "little"
+    plain = (
+        isinstance(store, zarr.storage.LocalStore)
+        and meta.zarr_format == 2
+        and meta.dimension_separator == "."
+        and meta.order == "C"
+        and not meta.filters
+        and little
+    )
+    return Path(store.root) / arr.store_path.path if plain else None
+
+
+class ChunkReader:
+    """Reads one 2D chunk (a y/x chunk at fixed leading indices) of a Zarr v2 array.
+
+    The inverse of :class:`RowWriter`: on a local store the chunk file is read and decoded with the
+    array's own compressor — zarr-python's async path costs a few ms per chunk, several times the
+    decode, and a tile server or export reads thousands. Missing chunks are the fill value; other stores
+    go through zarr-python.
+    """
+
+    def __init__(self, arr: zarr.Array) -> None:
+        self.arr, self.folder = arr, chunk_folder(arr)
+        self.dtype = np.dtype(arr.dtype).newbyteorder("<") if self.folder else np.dtype(arr.dtype)
+
+    def read(self, lead: Sequence[tuple[int, int]], yaxis: int, xaxis: int, cy: int, cx: int) -> np.ndarray:
+        """The chunk at grid row ``cy`` and column ``cx`` (``yaxis``/``xaxis`` its axes), at the leading
+        ``(axis, index)`` pairs, cut to the array's edge: a 2D array."""
+        arr, chunks, shape = self.arr, self.arr.chunks, self.arr.shape
+        ch, cw = chunks[yaxis], chunks[xaxis]
+        if self.folder is None:
+            region: list[Any] = [slice(None)] * arr.ndim
+            region[yaxis], region[xaxis] = slice(cy * ch, (cy + 1) * ch), slice(cx * cw, (cx + 1) * cw)
+            for axis, i in lead:
+                region[axis] = i
+            return arr[tuple(region)]
+        grid, within = [0] * arr.ndim, [0] * arr.ndim
+        grid[yaxis], grid[xaxis] = cy, cx
+        for axis, i in lead:
+            grid[axis], within[axis] = divmod(i, chunks[axis])
+        h, w = min(ch, shape[yaxis] - cy * ch), min(cw, shape[xaxis] - cx * cw)
+        try:
+            data = (self.folder / ".".join(map(str, grid))).read_bytes()
+        except FileNotFoundError:  # never written: zarr's fill value
+            return np.full((h, w), arr.metadata.fill_value, dtype=self.dtype)
+        block = np.frombuffer(arr.metadata.compressor.decode(data), dtype=self.dtype).reshape(chunks)
+        at: list[Any] = [within[a] for a in range(arr.ndim)]
+        at[yaxis], at[xaxis] = slice(0, h), slice(0, w)
+        return block[tuple(at)]
 
 
 def _full_chunk(part: np.ndarray, chunks: Sequence[int], fill: Any) -> np.ndarray:

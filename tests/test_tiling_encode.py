@@ -25,3 +25,15 @@ def test_jpeg_of_flat_gray_is_exact_enough() -> None:
     flat = np.full((64, 64, 1), 128, dtype=np.uint8)
     decoded = np.asarray(Image.open(io.BytesIO(encode(flat, "jpg"))))
     assert np.abs(decoded.astype(int) - 128).max() <= 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_interleave_equals_numpy_stack(count: int, dtype: type) -> None:
+    from imagelib.tiling.scale import interleave
+
+    stack = np.random.default_rng(count).integers(0, 255, (count, 70, 90)).astype(dtype)
+    planes = [stack[b, :, ::-1] for b in range(count)]  # non-contiguous views, as cut from chunks
+    out = interleave(planes)
+    assert out.shape == (70, 90, count) and out.dtype == dtype
+    assert np.array_equal(out, np.stack(planes, axis=-1))

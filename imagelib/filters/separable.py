@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from imagelib.backend import cv2_module
 from imagelib.filters.base import gaussian_radius
 
 #: OpenCV's depth code per float dtype (the only inputs the fast path takes: results keep the dtype)
@@ -22,15 +23,6 @@ _DEPTHS = {np.dtype(np.float32): 5, np.dtype(np.float64): 6}  # cv2.CV_32F, cv2.
 _MIN_SIDE = 8
 #: OpenCV indexes a plane with 32-bit ints
 _MAX_SIZE = 2**31 - 1
-
-
-@functools.cache
-def cv2_module() -> Any:
-    try:
-        import cv2
-    except ImportError:  # an install without the wheel keeps working, on scipy
-        return None
-    return cv2
 
 
 @functools.lru_cache(maxsize=64)

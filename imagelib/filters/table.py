@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from imagelib.backend import cv2_module
 from imagelib.filters.base import Op
 from imagelib.filters.lazy import run_ops
 from imagelib.filters.ops_band import BandScale, Clip
-from imagelib.filters.separable import cv2_module
 
 #: pointwise ops whose float arithmetic is correctly rounded (gamma's ``**`` is not: a table could
 #: differ from the SIMD loop in the last bit)

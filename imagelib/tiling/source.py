@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from imagelib.multiscale import DIM_OF_AXIS, downsample2, level_attrs
+from imagelib.multiscale import DIM_OF_AXIS, ChunkReader, downsample2, level_attrs
 from imagelib.tiling.cache import LruCache
 from imagelib.tiling.grid import Window
 
@@ -95,6 +95,7 @@ class StoredPlane(Plane):
         self.attrs = level_attrs(group, 0)
         paths = [d["path"] for d in group.attrs["multiscales"][0]["datasets"]]
         self.arrays = [group[p] for p in paths]
+        self.readers = [ChunkReader(a) for a in self.arrays]
         dims = dims_of(group)
         self.yaxis, self.xaxis = dims.index("y"), dims.index("x")
         self.dtype = np.dtype(self.arrays[0].dtype)
@@ -143,10 +144,7 @@ class StoredPlane(Plane):
         return out
 
     def _chunk(self, level: int, lead: tuple[tuple[int, int], ...], cy: int, cx: int) -> np.ndarray:
-        arr = self.arrays[level]
-        ch, cw = arr.chunks[self.yaxis], arr.chunks[self.xaxis]
-        region: list[Any] = [slice(None)] * arr.ndim
-        region[self.yaxis], region[self.xaxis] = slice(cy * ch, (cy + 1) * ch), slice(cx * cw, (cx + 1) * cw)
-        for axis, i in lead:
-            region[axis] = i
-        return self.chunks.get_or_load((self.key, level, lead, cy, cx), lambda: arr[tuple(region)])
+        reader = self.readers[level]
+        return self.chunks.get_or_load(
+            (self.key, level, lead, cy, cx), lambda: reader.read(lead, self.yaxis, self.xaxis, cy, cx)
+        )
