@@ -293,7 +293,10 @@ def main() -> None:
         }
         if args.workers > 1:  # the sequential pass warmed whichever process took each request
             warm = paths["png"] + [f"{p}?chain={q}" for q in queries for p in paths["png"]]
-            wrk(base, warm, max(10, 2 * args.duration), args.connections, workdir)
+            # a new connection per request: each is accepted by whichever process is free, so every
+            # process sees the keys (kept-alive connections would stay with the process they first met)
+            close = "{['Connection'] = 'close'}"
+            wrk(base, warm, max(10, 2 * args.duration), args.connections, workdir, headers=close)
         plain = paths["jpg"] + paths["webp"]
         chained = [f"{p}?chain={q}" for q in queries for p in paths["jpg"]]
         one = paths["jpg"][0]

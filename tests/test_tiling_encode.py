@@ -30,8 +30,10 @@ def test_jpeg_of_flat_gray_is_exact_enough() -> None:
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_interleave_equals_numpy_stack(count: int, dtype: type) -> None:
+    from imagelib.backend import cv2_module
     from imagelib.tiling.scale import interleave
 
+    assert cv2_module() is not None  # loaded: interleave takes OpenCV's path for uint8
     stack = np.random.default_rng(count).integers(0, 255, (count, 70, 90)).astype(dtype)
     planes = [stack[b, :, ::-1] for b in range(count)]  # non-contiguous views, as cut from chunks
     out = interleave(planes)

@@ -47,7 +47,7 @@ NOTES_DOC = (
 )
 
 
-def tile_query(
+async def tile_query(  # async: no threadpool hop per tile (chain texts are validated once, then memoised)
     request: Request,
     chain: str | None = Query(None, description=CHAIN_DOC),
     bands: str | None = Query(None, description=BANDS_DOC),
