@@ -152,6 +152,10 @@ def gpu_cluster(**cluster_options: Any) -> Any:
     return Client(LocalCUDACluster(**cluster_options))
 
 
+#: OpenCV indexes a plane with 32-bit ints: larger arrays stay on the NumPy/scipy paths
+CV2_MAX_SIZE = 2**31 - 1
+
+
 @functools.cache
 def cv2_module() -> ModuleType | None:
     """OpenCV (``cv2``) for the CPU fast paths, or None where the wheel is missing (NumPy/scipy then)."""

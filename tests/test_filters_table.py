@@ -13,10 +13,14 @@ from imagelib.filters import table as table_module
 RNG = np.random.default_rng(3)
 
 
+def dims_of(data: np.ndarray) -> tuple[str, ...]:
+    return ("band", "z", "y", "x")[-data.ndim :] if data.ndim == 4 else ("band", "y", "x")
+
+
 def without_table(monkeypatch: pytest.MonkeyPatch, data: np.ndarray, chain: list[dict]) -> np.ndarray:
     with monkeypatch.context() as m:
         m.setattr(chain_module, "tabulable", lambda stack, ops: False)
-        return np.asarray(apply_chain(data, chain))
+        return np.asarray(apply_chain(data, chain, dims=dims_of(data)))
 
 
 def tables_built(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
@@ -51,6 +55,7 @@ def tables_built(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
         (np.uint16, (1, 600, 600), [{"op": "band_scale", "in_range": [100, 4095], "clip": False}]),
         (np.int16, (1, 520, 520), [{"op": "clip", "min": -1000, "max": 20000}, {"op": "median", "size": 3}]),
         (np.int8, (2, 40, 40), [{"op": "band_scale", "in_range": [-128, 127], "out_range": [0, 10]}]),
+        (np.uint8, (1, 5, 30, 600), [{"op": "band_scale", "in_range": [0, 255]}]),  # one band of a volume
     ],
 )
 def test_same_bits_as_the_ops(
@@ -59,7 +64,7 @@ def test_same_bits_as_the_ops(
     info = np.iinfo(dtype)
     data = RNG.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
     built = tables_built(monkeypatch)
-    fast = np.asarray(apply_chain(data, chain))
+    fast = np.asarray(apply_chain(data, chain, dims=dims_of(data)))
     assert built == [shape]
     slow = without_table(monkeypatch, data, chain)
     assert fast.dtype == slow.dtype == np.float32

@@ -14,15 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from imagelib.backend import cv2_module
+from imagelib.backend import CV2_MAX_SIZE, cv2_module
 from imagelib.filters.base import gaussian_radius
 
 #: OpenCV's depth code per float dtype (the only inputs the fast path takes: results keep the dtype)
 _DEPTHS = {np.dtype(np.float32): 5, np.dtype(np.float64): 6}  # cv2.CV_32F, cv2.CV_64F
 #: OpenCV's SIMD path needs a plane at least this big on each side to pay off its call
 _MIN_SIDE = 8
-#: OpenCV indexes a plane with 32-bit ints
-_MAX_SIZE = 2**31 - 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -41,7 +39,7 @@ def fast_gaussian_ok(array: Any, sigma: tuple[float, ...]) -> bool:
         and array.ndim == 2
         and array.dtype in _DEPTHS
         and min(array.shape) >= _MIN_SIDE
-        and array.size < _MAX_SIZE
+        and array.size < CV2_MAX_SIZE
         and all(s > 0 for s in sigma)
         and cv2_module() is not None
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from imagelib.backend import cv2_module
+from imagelib.backend import CV2_MAX_SIZE, cv2_module
 from imagelib.filters.base import Op
 from imagelib.filters.lazy import run_ops
 from imagelib.filters.ops_band import BandScale, Clip
@@ -23,8 +23,6 @@ from imagelib.filters.ops_band import BandScale, Clip
 TABLE_OPS = (BandScale, Clip)
 #: build a table only when a band has this many times more pixels than the table has entries
 MIN_PIXELS_PER_ENTRY = 4
-#: OpenCV indexes a plane with 32-bit ints
-_CV2_MAX = 2**31 - 1
 
 
 def table_prefix(ops: list[Op]) -> int:
@@ -51,10 +49,11 @@ def run_table(stack: np.ndarray, ops: list[Op], working: np.dtype) -> np.ndarray
     rows = np.broadcast_to(values.astype(working), (stack.shape[0], values.size))
     table = run_ops(np.ascontiguousarray(rows), ops, np)
     out = np.empty(stack.shape, table.dtype)
-    cv2 = cv2_module() if stack.dtype == np.uint8 and stack[0].size < _CV2_MAX else None
+    cv2 = cv2_module() if stack.dtype == np.uint8 and stack[0].size < CV2_MAX_SIZE else None
     for b in range(stack.shape[0]):
         if cv2 is not None:  # OpenCV's LUT is about 2.5× faster than np.take for 8-bit indices
-            out[b] = cv2.LUT(np.ascontiguousarray(stack[b]), table[b]).reshape(out[b].shape)
+            plane = np.ascontiguousarray(stack[b]).reshape(-1, stack.shape[-1])  # a volume's band as 2D
+            out[b] = cv2.LUT(plane, table[b]).reshape(out[b].shape)
             continue
         index = stack[b] if info.min == 0 else stack[b].astype(np.int32) - info.min
         np.take(table[b], index, out=out[b])
