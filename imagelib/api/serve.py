@@ -26,8 +26,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1, log_le
     """Serve ``/v1`` until interrupted (uvicorn; the app writes its own JSON access log).
 
     ``workers`` > 1 runs that many processes on the one port: tile rendering holds the GIL for much of
-    its time, so a process per core is what uses the cores. Each process has its own caches and its
-    own ``/metrics`` (a scrape sees one of them); the audit chain, tus uploads and jobs live in the
+    its time, so a process per core is what uses the cores, and each process accepts connections only
+    while it is among the least busy (:mod:`imagelib.api.workers`). Each process has its own caches and
+    its own ``/metrics`` (a scrape sees one of them); the audit chain, tus uploads and jobs live in the
     catalog and the spool, so they are shared."""
     import uvicorn
 
@@ -48,4 +49,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1, log_le
     if workers == 1:
         uvicorn.run(create_app(lib), **options)
     else:
-        uvicorn.run("imagelib.api.serve:app_from_env", factory=True, workers=workers, **options)
+        from imagelib.api import workers as balanced
+
+        config = uvicorn.Config("imagelib.api.serve:app_from_env", factory=True, workers=workers, **options)
+        if status := balanced.run(config, workers):
+            sys.exit(status)
