@@ -224,7 +224,9 @@ class Renderer:
         data = self.pixels(level, window)
         ry = np.clip(rows - window.y0, 0, window.y1 - window.y0 - 1)
         cx = np.clip(cols - window.x0, 0, window.x1 - window.x0 - 1)
-        return to_uint8(data[:, ry, cx], scaling, missing=~inside)
+        # one flat index per pixel: a 1-axis take is ~6× faster than data[:, ry, cx]'s 2-axis gather
+        flat = np.ascontiguousarray(data).reshape(len(data), -1)
+        return to_uint8(flat.take(ry * data.shape[2] + cx, axis=1), scaling, missing=~inside)
 
 
 def _or(value: float | None, default: float) -> float:

@@ -106,6 +106,8 @@ def select(data: np.ndarray, scaling: Scaling) -> np.ndarray:
 
 def invalid(data: np.ndarray, nodata: float | None) -> np.ndarray:
     """Pixels where every band is nodata or NaN."""
+    if data.dtype.kind != "f" and nodata is None:
+        return np.zeros(data.shape[1:], bool)
     bad = np.isnan(data) if data.dtype.kind == "f" else np.zeros(data.shape, bool)
     if nodata is not None:
         bad |= data == np.array(nodata).astype(data.dtype)
@@ -154,9 +156,11 @@ def to_uint8(data: np.ndarray, scaling: Scaling, missing: np.ndarray | None = No
         lo, gain = np.broadcast_to(lo, (n,)), np.broadcast_to(gain, (n,))
         data_n = np.broadcast_to(data, (n, *data.shape[1:]))
         bands = [_stretch(data_n[b], lo[b], gain[b]) for b in range(n)]
-    img = scaling.table[bands[0]] if scaling.table is not None else interleave(bands)
+    img = scaling.table[bands[0]] if scaling.table is not None else None
     if not scaling.alpha:
-        return img
+        return img if img is not None else interleave(bands)
     mask = invalid(data, scaling.nodata) if missing is None else invalid(data, scaling.nodata) | missing
-    img = np.where(mask[..., None], np.uint8(0), img)
-    return np.concatenate([img, np.where(mask, 0, 255).astype(np.uint8)[..., None]], axis=-1)
+    alpha = np.where(mask, np.uint8(0), np.uint8(255))
+    colour = bands if img is None else [img[..., k] for k in range(img.shape[-1])]
+    # x & 0 = 0 and x & 255 = x: transparent pixels black in one pass per band, no (h, w, c) temporaries
+    return interleave([np.bitwise_and(band, alpha) for band in colour] + [alpha])
