@@ -124,7 +124,7 @@ def downsample2(block: np.ndarray, nodata: Any = None) -> np.ndarray:
     return _masked_mean(quads, block.dtype, nodata if has_nodata else None)
 
 
-#: blocks below this many pixels a plane stay in NumPy (importing OpenCV costs ~0.13 s, a small ingest's gain less)
+#: smaller planes stay in NumPy (importing OpenCV costs ~0.13 s, more than a small ingest gains)
 OPENCV_MIN_PIXELS = 1 << 20
 
 

@@ -52,6 +52,7 @@ class BalancedServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """Stop accepting, then uvicorn's graceful shutdown of the open connections."""
+        self.serving[self.slot] = 0  # the others stop leaving connections to this process
         for task in self._acceptors:
             task.cancel()
         await super().shutdown(sockets=sockets)
