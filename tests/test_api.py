@@ -198,6 +198,15 @@ def test_bad_chains(client: TestClient, geo: str, chain: str, status: int, code:
     assert_error(client.get(f"/v1/tiles/{geo}/1/1/0.png", params={"chain": chain}), status, code)
 
 
+@pytest.mark.parametrize("token", ["³", "١٢", "-1", "1e3"])
+def test_stac_paging_tokens_not_issued_are_400(client: TestClient, geo: str, token: str) -> None:
+    """Only the decimal offsets the server wrote into next links page (Unicode digits included, which
+    ``str.isdigit`` accepts and ``int`` refuses or reads), over GET and POST."""
+    assert_error(client.get("/v1/stac/search", params={"token": token}), 400, "USAGE")
+    assert_error(client.post("/v1/stac/search", json={"token": token}), 400, "USAGE")
+    assert_error(client.post("/v1/stac/search", json={"token": "9" * 13}), 400, "USAGE")
+
+
 def test_volume_slices(client: TestClient, lib: Library, geo: str, tmp_path: Path) -> None:
     """``?axis=&index=`` pick a slice of a z,y,x volume (the extension's grammar): the bytes equal
     render_tile's for that slice, each slice has its own ETag; a slice of a 2D image is a coded 400."""
@@ -352,6 +361,26 @@ def test_health_ready_and_metrics(client: TestClient, geo: str) -> None:
 # -- tus (protocol details; tuspy end to end is in test_api_server) -------------------------------------
 def tus_meta(**values: str) -> str:
     return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def test_non_ascii_digits_are_coded_errors(lib: Library, geo: str) -> None:
+    """ "³" (a latin-1 header byte) and "١" pass ``str.isdigit`` but not ``int``: numeric headers and
+    query values made of them are coded 4xx answers, never a 500."""
+    tus = {"Tus-Resumable": "1.0.0"}
+    meta = tus_meta(namespace="earth", dataset="t", filename="x.tif")
+    with make_client(lib) as client:
+        assert_error(
+            client.post("/v1/tus/", headers={**tus, "Upload-Length": b"\xb3", "Upload-Metadata": meta}),
+            422,
+            "REQUEST_INVALID",
+        )
+        url = client.post("/v1/tus/", headers={**tus, "Upload-Length": "4", "Upload-Metadata": meta}).headers[
+            "location"
+        ]
+        patch = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": b"\xb9"}
+        assert_error(client.patch(url, content=b"0123", headers=patch), 409, "UPLOAD_OFFSET_MISMATCH")
+        for bands in ("\u00b3", "1,\u0662,3"):
+            assert_error(client.get(f"/v1/tiles/{geo}/1/1/0.png", params={"bands": bands}), 400, "USAGE")
 
 
 def test_tus_protocol_and_bad_input(lib: Library) -> None:

@@ -19,6 +19,7 @@ from imagelib.api.deps import Audited, Service, audited, service
 from imagelib.api.errors import responses
 from imagelib.api.params import parse_bbox, parse_datetime
 from imagelib.errors import NotFound, UsageError
+from imagelib.tiling.http import decimal
 
 STAC_VERSION = "1.0.0"
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
@@ -150,7 +151,7 @@ def _token(token: str | None) -> int:
     """Paging tokens are offsets into the (stable, creation-ordered) result list."""
     if token is None or token == "":
         return 0
-    if not token.isdigit() or len(token) > 12:
+    if not decimal(token) or len(token) > 12:
         raise UsageError("token is not one this server issued", field="token", found=token[:40])
     return int(token)
 

@@ -31,6 +31,7 @@ from imagelib.api.errors import error_response, responses
 from imagelib.api.uploads import check_sha256, new_upload, safe_filename, spool_root, submit_ingest
 from imagelib.catalog import check_name
 from imagelib.errors import ImagelibError, error
+from imagelib.tiling.http import decimal
 
 VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,checksum"
@@ -217,7 +218,7 @@ def router(prefix: str = "/v1") -> APIRouter:
                 raise error(
                     "REQUEST_INVALID", "Upload-Defer-Length is not supported", field="Upload-Defer-Length"
                 )
-            if not upload_length or not upload_length.isdigit() or len(upload_length) > 20:
+            if not upload_length or not decimal(upload_length) or len(upload_length) > 20:
                 raise error(
                     "REQUEST_INVALID", "Upload-Length must be a non-negative integer", field="Upload-Length"
                 )
@@ -299,7 +300,7 @@ def router(prefix: str = "/v1") -> APIRouter:
             try:
                 with upload.lock():
                     server = upload.offset
-                    if upload_offset is None or not upload_offset.isdigit() or int(upload_offset) != server:
+                    if upload_offset is None or not decimal(upload_offset) or int(upload_offset) != server:
                         raise error(
                             "UPLOAD_OFFSET_MISMATCH",
                             f"Upload-Offset {upload_offset} differs from the server's {server}",

@@ -25,6 +25,7 @@ from imagelib.api.errors import responses
 from imagelib.api.spool import spool_dir
 from imagelib.catalog import check_name
 from imagelib.errors import error
+from imagelib.tiling.http import decimal
 
 BATCH = 1024 * 1024  # bytes handed to the parser thread at a time (hashing releases the GIL)
 MAX_FIELD = 1024  # text fields are names and digests: anything longer is not one of ours
@@ -198,7 +199,7 @@ def router(prefix: str = "/v1") -> APIRouter:
             raise error("FORBIDDEN", f"{audit.who.username!r} may write in no namespace", field="namespace")
         limit = svc.settings.max_upload_bytes
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit + 64 * 1024:
+        if length and decimal(length) and int(length) > limit + 64 * 1024:
             raise error("PAYLOAD_TOO_LARGE", f"the upload exceeds {limit} bytes", field="file")
         content_type, options = parse_options_header(request.headers.get("content-type", ""))
         boundary = options.get(b"boundary")

@@ -97,11 +97,16 @@ def parse_chain(text: str | None, max_bytes: int) -> list[dict[str, Any]] | None
     return canonical_chain(value) or None
 
 
+def decimal(text: str) -> bool:
+    """Only ASCII digits: ``str.isdigit`` also takes "³" and "١", which ``int`` refuses or reads."""
+    return text.isascii() and text.isdigit()
+
+
 def _bands(text: str | None) -> tuple[int, ...] | None:
     if text is None or text == "":
         return None
     parts = text.split(",")
-    if not all(p.strip().isdigit() and len(p.strip()) <= 6 for p in parts):
+    if not all(decimal(p.strip()) and len(p.strip()) <= 6 for p in parts):
         raise UsageError("bands are 1-based band numbers: 1 or 3 of them", field="bands", found=text[:32])
     bands = tuple(int(p) for p in parts)
     if len(bands) not in (1, 3) or min(bands) < 1:
@@ -154,7 +159,7 @@ def _colormap(text: str | None, bands: tuple[int, ...] | None) -> str | None:
 def _slice(axis: str | None, index: str | None) -> tuple[str | None, int | None]:
     if axis is not None and axis not in AXES:
         raise UsageError("axis must be z, y or x", field="axis", expected=list(AXES), found=axis[:8])
-    if index is not None and (not index.isdigit() or len(index) > 8 or int(index) > MAX_INDEX):
+    if index is not None and (not decimal(index) or len(index) > 8 or int(index) > MAX_INDEX):
         raise UsageError("index must be a non-negative integer", field="index", found=index[:16])
     return axis, None if index is None else int(index)
 
