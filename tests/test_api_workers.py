@@ -153,11 +153,14 @@ def test_kept_alive_connections_spread_evenly(home: Path, tmp_path: Path) -> Non
             assert set(pids) == worker_pids(proc)
 
 
-def test_a_killed_process_is_replaced(home: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_process_is_replaced(home: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    """Killed outright or stopped gracefully after serving: either way the server replaces the process
+    and goes on (only a process that never served stops the server)."""
     log = tmp_path / "serve.log"
     with serving(log) as (proc, port):
         victim = min(worker_pids(proc))
-        os.kill(victim, signal.SIGKILL)
+        os.kill(victim, sig)
         wait_for(lambda: victim not in worker_pids(proc) and len(worker_pids(proc)) == 2, 30, "a replacement")
         # the replacement serves: held connections spread over both processes again
         wait_for(lambda: every_process_serves(proc, port, log, 2), 60, "the replacement serving")

@@ -114,16 +114,20 @@ def _pending(sock: socket.socket) -> bool:
     return bool(select.select([sock], [], [], 0)[0])
 
 
-def _child(config: Config, sock: socket.socket, counts: Any, started: Any, slot: int) -> None:
-    """One worker process: uvicorn's logging, then the balanced server until SIGTERM/SIGINT."""
+def _child(config: Config, sock: socket.socket, shared: tuple[Any, Any, Any], slot: int) -> None:
+    """One worker process: uvicorn's logging, then the balanced server until SIGTERM/SIGINT.
+
+    ``shared``: open connections and "serving now" per process (the balance), and "has started" per
+    process (the parent's: a process that served and then stopped is replaced, not a start-up failure)."""
+    counts, serving, started = shared
     config.configure_logging()
-    server = BalancedServer(config, counts, started, slot)
+    server = BalancedServer(config, counts, serving, slot)
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not task.done():
             await asyncio.sleep(0.05)
-        started[slot] = int(server.started)
+        started[slot] = serving[slot] = int(server.started)
         await task
 
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:  # uvloop when installed
@@ -135,13 +139,14 @@ def run(config: Config, workers: int) -> int:
     started, stop (status 3) when one dies before it could serve (a broken app would fail again)."""
     sock = config.bind_socket()
     sock.listen(config.backlog)  # asyncio's create_server would listen; here the processes accept themselves
-    counts, started = spawn.Array("i", workers, lock=False), spawn.Array("i", workers, lock=False)
+    counts, serving, started = (spawn.Array("i", workers, lock=False) for _ in range(3))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
 
     def start(slot: int) -> multiprocessing.process.BaseProcess:
-        counts[slot] = started[slot] = 0  # a replaced process's connections died with it
-        proc = spawn.Process(target=_child, args=(config, sock, counts, started, slot), daemon=False)
+        counts[slot] = serving[slot] = started[slot] = 0  # a replaced process's connections died with it
+        shared = (counts, serving, started)
+        proc = spawn.Process(target=_child, args=(config, sock, shared, slot), daemon=False)
         proc.start()
         return proc
 
