@@ -39,3 +39,34 @@ def test_interleave_equals_numpy_stack(count: int, dtype: type) -> None:
     out = interleave(planes)
     assert out.shape == (70, 90, count) and out.dtype == dtype
     assert np.array_equal(out, np.stack(planes, axis=-1))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 9), (256, 256), (255, 17)])
+def test_png_is_lossless_and_valid(channels: int, shape: tuple[int, int]) -> None:
+    """The PNG writer (Up filter + libdeflate) decodes to the same pixels in Pillow and in libpng, with
+    every chunk's CRC checked (Pillow's verify), for grey, grey+alpha, RGB and RGBA; smooth and noisy
+    content both (the Up filter's wrap-around on a falling edge included)."""
+    import imagecodecs
+
+    rng = np.random.default_rng(channels)
+    noisy = rng.integers(0, 256, (*shape, channels), dtype=np.uint8)
+    ramp = (np.arange(shape[0])[:, None, None] * 37 + np.arange(channels) * 90) % 256
+    smooth = np.broadcast_to(ramp, (*shape, channels)).astype(np.uint8)
+    for img in (noisy, smooth):
+        data = encode(img, "png")
+        Image.open(io.BytesIO(data)).verify()
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+            pillow = np.asarray(im)
+        libpng = imagecodecs.png_decode(data)
+        for decoded in (pillow, libpng):
+            assert np.array_equal(decoded.reshape(img.shape), img)
+
+
+def test_png_of_smooth_tile_is_small() -> None:
+    """The Up filter is what makes smooth imagery compress: a 256² RGBA ramp tile stays under 4 KiB
+    (unfiltered at the same level it is ~200 KiB)."""
+    y, x = np.mgrid[0:256, 0:256]
+    tile = np.stack([x, y, (x + y) // 2, np.full_like(x, 255)], axis=-1).astype(np.uint8)
+    assert len(encode(tile, "png")) < 4096

@@ -1,8 +1,11 @@
-"""8-bit ``(h, w, c)`` arrays → JPEG (libjpeg-turbo via imagecodecs) / PNG (libvips) / WebP (Pillow) bytes."""
+"""8-bit ``(h, w, c)`` arrays → JPEG (libjpeg-turbo via imagecodecs) / PNG (libdeflate via imagecodecs) / WebP
+(Pillow) bytes."""
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +23,7 @@ class Encoding:
     """Encoder settings (defaults as ``vips dzsave``: JPEG/WebP Q 75); part of the cache key."""
 
     quality: int = 75
-    png_compression: int = 1  # zlib level: 1 is ~2× faster than 6 for ~10 % more bytes
+    png_compression: int = 1  # libdeflate level: 1 is ~1.6× faster than 6 for ~1 % more bytes (tiles)
 
 
 def normalize_format(fmt: str) -> str:
@@ -64,10 +67,30 @@ def _jpeg(img: np.ndarray, quality: int) -> bytes:
     return bytes(imagecodecs.jpeg8_encode(pixels, level=quality))
 
 
-def _png(img: np.ndarray, compression: int) -> bytes:
-    import pyvips
+#: PNG colour type by channel count (8-bit grey, grey+alpha, RGB, RGBA)
+_PNG_COLOUR = {1: 0, 2: 4, 3: 2, 4: 6}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png(img: np.ndarray, level: int) -> bytes:
+    """PNG with the "Up" filter on every row and libdeflate's zlib stream.
+
+    The container is four chunks; libpng/libspng/libvips cost 3–7 ms a 256² RGBA tile here, most of it
+    in their deflate and filter choice, against ~2 ms this way (and ~0.3 ms on smooth tiles), and
+    libdeflate releases the GIL so the tile threads encode on every core."""
+    import imagecodecs
 
     h, w, c = img.shape
-    image = pyvips.Image.new_from_memory(np.ascontiguousarray(img).data, w, h, c, "uchar")
-    image = image.copy(interpretation="b-w" if c <= 2 else "srgb")
-    return image.pngsave_buffer(compression=compression, strip=True)
+    rows = img.reshape(h, w * c)
+    scanlines = np.empty((h, w * c + 1), np.uint8)
+    scanlines[:, 0] = 2  # filter type Up: each byte minus the one above (the first row: minus 0)
+    scanlines[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=scanlines[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOUR[c], 0, 0, 0)
+    idat = bytes(imagecodecs.deflate_encode(scanlines, level=level))
+    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC-32 of type + data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))

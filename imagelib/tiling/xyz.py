@@ -167,10 +167,7 @@ class XyzGrid:
         sx, sy = self._to_source().transform(gx, gy)
         inv = ~self.level_transform(level)
         col, row = inv.a * sx + inv.b * sy + inv.c, inv.d * sx + inv.e * sy + inv.f
-        centres = (np.arange(TILE) + 0.5) / step
-        i = np.minimum(centres.astype(int), len(knots) - 2)
-        f = centres - i
-        rows, cols = (np.floor(_bilinear(grid, i, f)).astype(np.int64) for grid in (row, col))
+        rows, cols = (np.floor(_bilinear(grid, step)).astype(np.int64) for grid in (row, col))
         inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
         return rows, cols, inside
 
@@ -224,10 +221,17 @@ def _tile_range(lonlat: tuple[float, float, float, float], z: int) -> tuple[int,
     return ul.x, lr.x, ul.y, lr.y
 
 
-def _bilinear(grid: np.ndarray, i: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Separable linear interpolation of a knot grid at fractional positions ``i + f`` on both axes."""
-    along_y = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]
-    return along_y[:, i] * (1 - f)[None, :] + along_y[:, i + 1] * f[None, :]
+def _bilinear(grid: np.ndarray, step: int) -> np.ndarray:
+    """Separable linear interpolation of a knot grid (knots every ``step`` px, ``step`` divides the tile)
+    at the tile's pixel centres, ``(TILE, TILE)``.
+
+    By broadcasting over (knot row, offset, knot column, offset) rather than gathering, and not as a
+    matrix product: OpenBLAS would spread a 256×17×256 product over every core and spin, slowing the
+    tile threads around it ~2×."""
+    f = (np.arange(step) + 0.5) / step  # a pixel centre's offset inside its knot cell
+    along_y = grid[:-1, None, :] * (1 - f)[:, None] + grid[1:, None, :] * f[:, None]
+    both = along_y[:, :, :-1, None] * (1 - f) + along_y[:, :, 1:, None] * f
+    return both.reshape(TILE, TILE)
 
 
 def native_resolution(crs: CRS, transform: Affine, width: int, height: int) -> float:
