@@ -86,12 +86,14 @@ class Renderer:
 
     def _level(self, level: int) -> tuple[Chain | None, tuple[str, ...], tuple[int, int]]:
         """(chain, notes, halo) of a level, worked out once (same key, same value: no lock needed)."""
+        if level not in self._levels and not self.chain:  # no filters imported (~0.1 s, pydantic)
+            self._levels[level] = (None, (), (0, 0))
         if level not in self._levels:
             from imagelib.filters import chain_halo
             from imagelib.filters.scaling import scale_chain
 
             chain, notes = self.chain, []
-            if chain and level > 0:
+            if level > 0:
                 chain, notes = scale_chain(chain, 2**level)
             halo = tuple(int(h) for h in chain_halo(chain, 2)[-2:]) if chain else (0, 0)
             self._levels[level] = (chain or None, tuple(notes), (halo[0], halo[1]))
@@ -315,6 +317,8 @@ def _renderer(
 
 def canonical(chain: Chain | str | os.PathLike[str] | None) -> str | None:
     """Canonical chain JSON (the cache key part), None for no chain."""
+    if chain is None:  # the filters package costs ~0.1 s to import; a plain export needs none of it
+        return None
     from imagelib.filters.schema import canonical_text, load_chain
 
     ops = load_chain(chain)  # validated and canonical: serialising it needs no second validation
