@@ -38,12 +38,19 @@ def file_sha256(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
     digest = hashlib.sha256()
     for item, relative in tree_entries(path):
         hash_entry(digest, relative)
-        with item.open("rb") as fh:
-            for chunk in iter_blocks(fh):
-                digest.update(chunk)
-                if on_bytes:
-                    on_bytes(len(chunk))
+        update_from_file(digest, item, on_bytes)
     return digest.hexdigest()
+
+
+def update_from_file(digest: Any, path: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+    """Feed a file's bytes to ``digest`` through one reused buffer (a fresh 8 MiB ``bytes`` per block
+    costs a page fault per 4 KiB, as much system time as the hashing itself)."""
+    buffer = memoryview(bytearray(BLOCK))
+    with path.open("rb", buffering=0) as fh:
+        while size := fh.readinto(buffer):
+            digest.update(buffer[:size])
+            if on_bytes:
+                on_bytes(size)
 
 
 def jsonable(value: Any) -> Any:

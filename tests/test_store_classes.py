@@ -76,3 +76,30 @@ def test_verify_size_covers_directory_trees(tmp_path: Path, store: Store) -> Non
     with pytest.raises(StorageError) as info:
         store.verify_size(f"{staging}/source/tree.zarr", 103)
     assert info.value.code == "STORAGE_VERIFY_FAILED"
+
+
+def test_put_file_digest_and_bytes(tmp_path: Path, store: Store) -> None:
+    """What put_file stores is the source byte for byte, and its digest is the independent sha256 of
+    those bytes (a file over one 8 MiB hashing block, and a tree as file_sha256 hashes trees), with
+    progress summing to the size."""
+    import hashlib
+    import os
+
+    from imagelib.hashing import BLOCK, file_sha256
+
+    payload = os.urandom(BLOCK + 12345)
+    source = tmp_path / "big.bin"
+    source.write_bytes(payload)
+    seen: list[int] = []
+    staging = store.new_staging()
+    digest = store.put_file(source, f"{staging}/source/big.bin", seen.append)
+    assert digest == hashlib.sha256(payload).hexdigest() == file_sha256(source)
+    assert sum(seen) == len(payload)
+    assert store.fs.cat_file(store.path(f"{staging}/source/big.bin")) == payload
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "x").write_bytes(b"one")
+    (tree / "b").write_bytes(payload[:1000])
+    expected = hashlib.sha256(b"a/x\0one" + b"b\0" + payload[:1000]).hexdigest()
+    assert store.put_file(tree, f"{staging}/source/tree") == expected == file_sha256(tree)
+    assert store.fs.cat_file(store.path(f"{staging}/source/tree/a/x")) == b"one"
