@@ -67,6 +67,15 @@ def coded(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def freeze_imports() -> None:
+    """Move the objects alive now (~150 000, nearly all from imports, none ever garbage) out of the
+    cyclic collector's generations: every full collection walked them all, ~0.5 s of a 4 s ingest.
+    Here in the command-line process only; a library call in a kernel leaves the user's objects alone."""
+    import gc
+
+    gc.freeze()
+
+
 @app.command()
 @coded
 def validate(
@@ -99,9 +108,12 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, version and store a file; prints the new (or existing) version."""
+    from imagelib.formats.registry import readers
     from imagelib.ingestion import TileRequest
     from imagelib.ingestion import ingest as run
 
+    readers()  # the built-in readers' imports (rasterio, h5py, …) before the freeze
+    freeze_imports()
     progress = sys.stderr.isatty() or not as_json
     request = None if tiles is None else TileRequest(out, fmt, tile_size, overlap, tiles)
     emit(run(path, namespace, dataset, rules=rules, sha256=sha256, progress=progress, tiles=request), as_json)
