@@ -101,6 +101,7 @@ def run_size(args: argparse.Namespace, work: Path, size: int) -> dict[str, Any]:
     gdal_translate = shutil.which("gdal_translate")
     if gdal_translate:
         cog_cmd = [gdal_translate, "-q", "-of", "COG", "-co", "COMPRESS=LZW", "-co", "NUM_THREADS=ALL_CPUS"]
+        cog_cmd += ["-co", "BIGTIFF=IF_SAFER"]  # a 32000² LZW COG passes 4 GiB mid-write without it
         sides["gdal_translate_cog"] = lambda: measure([*cog_cmd, str(src), str(cog)])
 
     def before(_side: str) -> None:

@@ -1,7 +1,7 @@
 """Tiling: DZI and XYZ (WebMercatorQuad) pyramids cut from the stored OME-Zarr multiscale, on-the-fly
 tiles with filter chains and caching, 3D slices and orthogonal views, embeddable static viewers.
 
-Light to import: the heavy parts (rasterio, pyvips, filters) load on first use.
+Light to import: the heavy parts (rasterio, imagecodecs, filters) load on first use.
 """
 
 from __future__ import annotations
