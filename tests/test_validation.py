@@ -108,3 +108,23 @@ def test_rule_files_yaml_and_unknown_keys(tmp_path: Path) -> None:
     with pytest.raises(ImagelibError) as info:
         load_rules(bad)
     assert info.value.code == "RULES_INVALID"
+
+
+@pytest.mark.parametrize("rows", [64, 100])
+def test_read_block_gives_the_source_pixels(rows: int) -> None:
+    """Strips of one dask chunk (taken without dask's defensive copy, handed over read-only) and of
+    several chunks equal the NumPy source, and iter_blocks covers every row exactly once."""
+    import dask.array as da
+    import xarray as xr
+
+    from imagelib.validation.content import iter_blocks, read_block
+
+    source = np.random.default_rng(rows).integers(0, 65535, (3, 300, 170), dtype=np.uint16)
+    data = xr.DataArray(da.from_array(source, chunks=(3, rows, 170)), dims=("band", "y", "x"))
+    one = read_block(data, (slice(0, 3), slice(0, rows)))
+    assert np.array_equal(one, source[:, :rows]) and not one.flags.writeable
+    several = read_block(data, (slice(0, 3), slice(rows // 2, 300)))
+    assert np.array_equal(several, source[:, rows // 2 :])
+    strips = [(index[-1], block) for index, block in iter_blocks(data, block_bytes=3 * 2 * 170 * 64)]
+    assert np.array_equal(np.concatenate([b for _, b in strips], axis=1), source)
+    assert [s.start for s, _ in strips] == list(range(0, 300, strips[0][0].stop))
