@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagelib.errors import UsageError
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -32,9 +34,19 @@ def settings() -> Settings:
         oidc_issuer=os.environ.get("IMAGELIB_OIDC_ISSUER") or None,
         oidc_audience=os.environ.get("IMAGELIB_OIDC_AUDIENCE", "imagelib"),
         # Pixel-bomb guard: 4 Gpx and 2^20 per side by default; rule sets may lower them.
-        max_pixels=int(os.environ.get("IMAGELIB_MAX_PIXELS", str(4 * 1024**3))),
-        max_side=int(os.environ.get("IMAGELIB_MAX_SIDE", str(1 << 20))),
+        max_pixels=env_int("IMAGELIB_MAX_PIXELS", 4 * 1024**3),
+        max_side=env_int("IMAGELIB_MAX_SIDE", 1 << 20),
     )
+
+
+def env_int(name: str, default: int) -> int:
+    """A whole-number variable (ASCII digits), or a coded USAGE error naming it."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
+        raise UsageError(f"{name} must be a whole number of ASCII digits, got {raw!r}", field=name, found=raw)
+    return int(raw)
 
 
 def redact_url(url: str) -> str:

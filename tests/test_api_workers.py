@@ -174,7 +174,9 @@ def test_a_killed_process_is_replaced(home: Path, tmp_path: Path, sig: signal.Si
 def test_a_process_that_cannot_start_stops_the_server(home: Path, tmp_path: Path) -> None:
     """A broken app would fail in every replacement: the server exits with uvicorn's start-up failure
     status instead of restarting processes forever."""
-    env = {**os.environ, "IMAGELIB_MAX_UPLOAD_BYTES": "lots"}  # read by each process's app only
+    (tmp_path / "a-file").write_text("not a folder")
+    # only each process's app opens the catalog, and it cannot create it under a regular file
+    env = {**os.environ, "IMAGELIB_HOME": str(tmp_path / "a-file" / "home")}
     log = tmp_path / "serve.log"
     port = free_port()
     with log.open("wb") as err:
@@ -187,6 +189,18 @@ def test_a_process_that_cannot_start_stops_the_server(home: Path, tmp_path: Path
         )
     assert proc.returncode == 3, log.read_text()[-2000:]
     assert "before it could serve" in log.read_text()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_malformed_limit_is_a_usage_error_before_serving(
+    home: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """A limit the app would fail to read stops ``serve`` at once with a coded USAGE error naming the
+    variable (exit 2), before any process starts, rather than in every process with status 3."""
+    monkeypatch.setenv("IMAGELIB_MAX_UPLOAD_BYTES", "lots")
+    result = CliRunner().invoke(cli, ["serve", "--workers", str(workers), "--port", str(free_port())])
+    assert result.exit_code == 2, result.output
+    assert "IMAGELIB_MAX_UPLOAD_BYTES" in result.output and "lots" in result.output
 
 
 def test_workers_below_one_is_a_usage_error(home: Path) -> None:

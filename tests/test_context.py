@@ -207,3 +207,21 @@ def test_cli_with_store_unreachable_prints_one_coded_json(
     body = json.loads(result.stdout)
     assert result.exit_code == 1 and body["error"]["code"] == "STORAGE_ERROR", result.stdout
     assert imagelib.versions("ns", "ds", lib=connect(tmp_path / "home")) == []
+
+
+@pytest.mark.parametrize("value", ["lots", "1e9", "-5", "١٢"])
+def test_malformed_numeric_setting_is_one_coded_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """IMAGELIB_MAX_PIXELS that is not a whole number of ASCII digits: the CLI answers one JSON document
+    with USAGE naming the variable and exits 2 (before: an uncoded ValueError for some, a silent
+    int('١٢') == 12 for others)."""
+    write_tif(tmp_path / "a.tif", seed=9)
+    monkeypatch.setenv("IMAGELIB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("IMAGELIB_MAX_PIXELS", value)
+    result = CliRunner().invoke(
+        app, ["ingest", str(tmp_path / "a.tif"), "--namespace", "n", "--dataset", "d", "--json"]
+    )
+    error = json.loads(result.stdout)["error"]
+    assert result.exit_code == 2, result.stdout
+    assert error["code"] == "USAGE" and error["field"] == "IMAGELIB_MAX_PIXELS" and value in error["message"]

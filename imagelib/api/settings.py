@@ -6,9 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name, str(default)))
+from imagelib.config import env_int as _int
 
 
 @dataclass(frozen=True)
