@@ -100,9 +100,11 @@ def ingest(
     dataset: Annotated[str, typer.Option(help="dataset name inside the namespace")],
     rules: Annotated[Path | None, typer.Option(help="YAML/JSON rule set")] = None,
     sha256: Annotated[str | None, typer.Option(help="declared sha256 of the file")] = None,
-    tiles: Annotated[str | None, typer.Option(help="also write a pyramid: dzi")] = None,
+    tiles: Annotated[str | None, typer.Option(help="also write a pyramid: dzi|xyz")] = None,
     out: Annotated[str, typer.Option(help="--tiles: output folder or URL")] = ".",
-    fmt: Annotated[str, typer.Option("--format", help="--tiles: jpg|png|webp")] = "jpg",
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="--tiles: jpg|png|webp (dzi: jpg, xyz: png)")
+    ] = None,
     tile_size: Annotated[int, typer.Option(help="--tiles: DZI tile size")] = 254,
     overlap: Annotated[int, typer.Option(help="--tiles: DZI tile overlap")] = 1,
     as_json: JsonOpt = False,

@@ -68,9 +68,10 @@ def ingest(
     Returns the summary ``{"version","namespace","dataset","shape","dtype","crs","bounds","checksum",...}``;
     raises :class:`ValidationFailed` (with ``.report``) for invalid input, nothing published. A caller that
     owns a job record already (the queue) passes ``record_job=False`` so each ingest is one job row.
-    With ``tiles`` (``"dzi"``: into the current folder, or a :class:`TileRequest`) the DZI pyramid is cut
-    from the levels just written (the source is read once) and the summary gets ``"tiles"``: the
-    :func:`imagelib.tiling.export.tile_version` result.
+    With ``tiles`` (``"dzi"`` or ``"xyz"``: into the current folder, or a :class:`TileRequest`) the pyramid
+    is cut from the levels just written (the source is read once) and the summary gets ``"tiles"``: the
+    :func:`imagelib.tiling.export.tile_version` result. XYZ needs a georeferenced source, checked before
+    any byte is stored.
     """
     check_name("namespace", namespace)
     check_name("dataset", dataset)
@@ -80,7 +81,7 @@ def ingest(
         tiles.check()  # a bad tile option fails before any byte is read or stored
     ruleset = rules if isinstance(rules, RuleSet) else load_rules(rules)
     lib = current(lib)
-    result = _ingest(source, namespace, dataset, ruleset, sha256, lib, progress, record_job)
+    result = _ingest(source, namespace, dataset, ruleset, sha256, lib, progress, record_job, tiles)
     if tiles is not None:
         result["tiles"] = tiles.cut(result["version"], lib, progress)
     return result
@@ -88,10 +89,11 @@ def ingest(
 
 @dataclass(frozen=True)
 class TileRequest:
-    """``ingest --tiles dzi``: the DZI pyramid to write once the version is stored."""
+    """``ingest --tiles dzi|xyz``: the pyramid to write once the version is stored (``fmt`` None: JPEG
+    for DZI, PNG for XYZ, as ``imagelib tile``; tile size and overlap are DZI's)."""
 
     out: str | os.PathLike[str] = "."
-    fmt: str = "jpg"
+    fmt: str | None = None
     tile_size: int = 254
     overlap: int = 1
     scheme: str = "dzi"
@@ -100,19 +102,31 @@ class TileRequest:
         """Coded UsageError for an unknown scheme, format or a tile geometry vips would refuse."""
         from imagelib.tiling.encode import normalize_format
 
-        if self.scheme != "dzi":
+        if self.scheme not in ("dzi", "xyz"):
             raise UsageError(
                 f"--tiles {self.scheme!r} is not supported",
                 field="tiles",
-                expected=["dzi"],
+                expected=["dzi", "xyz"],
                 found=self.scheme,
             )
-        normalize_format(self.fmt)
-        if self.tile_size < 1 or not 0 <= self.overlap < self.tile_size:
+        if self.fmt is not None:
+            normalize_format(self.fmt)
+        if self.scheme == "dzi" and (self.tile_size < 1 or not 0 <= self.overlap < self.tile_size):
             raise UsageError(
                 "tile size must be ≥ 1 and overlap in [0, tile size)",
                 field="tile_size",
                 found=[self.tile_size, self.overlap],
+            )
+
+    def check_source(self, data: xr.DataArray) -> None:
+        """XYZ tiles need a CRS and a geotransform: NOT_GEOREFERENCED before anything is stored."""
+        from imagelib.tiling.xyz import has_georeference
+
+        if self.scheme == "xyz" and not has_georeference(data.attrs):
+            raise ImagelibError(
+                "--tiles xyz needs a georeferenced source (CRS + transform); use --tiles dzi",
+                code="NOT_GEOREFERENCED",
+                field="tiles",
             )
 
     def cut(self, version: str, lib: Library, progress: bool) -> dict[str, Any]:
@@ -140,9 +154,12 @@ def _ingest(
     lib: Library,
     progress: bool,
     record_job: bool,
+    tiles: TileRequest | None = None,
 ) -> dict[str, Any]:
     """The ingest proper: dedup shortcut, job record, validate + store + publish."""
     request = _open(source, namespace, dataset, ruleset, sha256, progress)
+    if tiles is not None:
+        tiles.check_source(request.data)
     catalog = lib.catalog
     known = _known_version(catalog, request)
     if known:

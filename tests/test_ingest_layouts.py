@@ -22,7 +22,7 @@ from rasterio.transform import from_origin
 
 import imagelib
 from imagelib import multiscale
-from imagelib.errors import UsageError
+from imagelib.errors import ImagelibError, UsageError
 from imagelib.ingestion import TileRequest
 from imagelib.stored import open_group
 from imagelib.tiling.export import tile_version
@@ -192,7 +192,7 @@ def test_api_ingest_tiles_uint16_png_equals_cli_tile_afterwards(lib: Path, tmp_p
 def test_bad_tile_options_fail_before_anything_is_stored(lib: Path, tmp_path: Path) -> None:
     path = geotiff(tmp_path / "small.tif", raster(1, 50, 60))
     for request, field in [
-        ("xyz", "tiles"),
+        ("mbtiles", "tiles"),
         (TileRequest(tmp_path, fmt="gif"), "format"),
         (TileRequest(tmp_path, tile_size=8, overlap=8), "tile_size"),
     ]:
@@ -201,3 +201,27 @@ def test_bad_tile_options_fail_before_anything_is_stored(lib: Path, tmp_path: Pa
         assert caught.value.to_dict()["field"] == field
     assert imagelib.versions("layouts", "never") == []
     assert not any(tmp_path.glob("*.dzi"))
+
+
+def test_cli_ingest_tiles_xyz_equals_tile_afterwards(lib: Path, tmp_path: Path) -> None:
+    """``ingest --tiles xyz`` writes PNG WebMercatorQuad tiles byte-identical to ``imagelib tile --scheme
+    xyz`` of the stored version, in one process."""
+    path = geotiff(tmp_path / "geo.tif", raster(3, 600, 900, seed=11), tiled=True)
+    first = cli("ingest", str(path), "--namespace", "layouts", "--dataset", "cut-xyz", "--tiles", "xyz",
+                "--out", str(tmp_path / "during"))  # fmt: skip
+    second = tile_version(first["version"], "xyz", tmp_path / "after")
+    during, later = tree(tmp_path / "during"), tree(tmp_path / "after")
+    assert first["tiles"]["scheme"] == "xyz" and first["tiles"]["format"] == "png"
+    assert sum(k.endswith(".png") for k in later) == second["tiles"] == first["tiles"]["tiles"] > 3
+    assert during == later
+
+
+def test_ingest_tiles_xyz_of_a_plain_image_fails_before_anything_is_stored(lib: Path, tmp_path: Path) -> None:
+    """No CRS: NOT_GEOREFERENCED before a byte is stored or a tile written; the version is not created."""
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, raster(1, 40, 50))
+    with pytest.raises(ImagelibError) as caught:
+        imagelib.ingest(path, "layouts", "plain-xyz", tiles=TileRequest(tmp_path / "out", scheme="xyz"))
+    assert caught.value.code == "NOT_GEOREFERENCED" and caught.value.to_dict()["field"] == "tiles"
+    assert imagelib.versions("layouts", "plain-xyz") == []
+    assert not (tmp_path / "out").exists()

@@ -46,3 +46,6 @@ def test_tile_export_imports_no_dask_xarray_pandas(home: Path, tmp_path: Path) -
     modules = imported(done.stderr)
     assert "imagelib" in modules and "zarr" in modules  # the parse sees the imports
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+    # nor, without a chain, the filters package (its op registry and schema: ~0.1 s)
+    names = re.findall(r"^import time:.*\|\s*(\S+)\s*$", done.stderr, re.M)
+    assert not [n for n in names if n.startswith("imagelib.filters")]

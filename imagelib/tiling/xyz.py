@@ -52,6 +52,12 @@ def _xy_bounds(x: int, y: int, z: int) -> Any:
     return _tms().xy_bounds(morecantile.Tile(x, y, z))
 
 
+def has_georeference(attrs: dict[str, Any]) -> bool:
+    """True when ``attrs`` carry what XYZ tiles need: a CRS and a geotransform."""
+    crs = attrs.get("crs_wkt") or attrs.get("crs")
+    return bool(attrs.get("georeferenced") and attrs.get("transform") and crs)
+
+
 @dataclass(frozen=True)
 class XyzGrid:
     """Where a georeferenced plane lands in WebMercatorQuad, and which tiles exist."""
@@ -69,11 +75,7 @@ class XyzGrid:
     def for_plane(cls, plane: Plane) -> XyzGrid:
         """The grid of a plane; ``NOT_GEOREFERENCED`` when it has no CRS/transform."""
         attrs = plane.attrs
-        if not (
-            attrs.get("georeferenced")
-            and attrs.get("transform")
-            and (attrs.get("crs_wkt") or attrs.get("crs"))
-        ):
+        if not has_georeference(attrs):
             raise ImagelibError(
                 "XYZ tiles need a georeferenced version (CRS + transform); use the dzi scheme",
                 code="NOT_GEOREFERENCED",
