@@ -270,3 +270,13 @@ def test_service_chain_against_scipy():
     expected = gamma[:, w.y0 : w.y1, w.x0 : w.x1]
     # float32 rounding of the OpenCV Gaussian vs scipy's float64 line buffer (≤ 2e-6 before gamma's slope)
     np.testing.assert_allclose(renderer.pixels(0, w), expected, rtol=0, atol=4e-6)
+
+
+def test_flat_rescale_is_a_unit_range_not_an_infinite_gain():
+    """``rescale=(5, 5)`` behaves as a constant band's range does (5 ± 0.5): below black, 5 mid-grey,
+    above white, with no division by zero on the way."""
+    data = np.arange(11, dtype=np.uint8)[None, None, :]
+    scaling = resolve({}, np.dtype("uint8"), 1, Style(rescale=(5, 5)))
+    with np.errstate(divide="raise", invalid="raise"):
+        got = to_uint8(data, scaling)[0, :, 0]
+    assert got.tolist() == [0] * 5 + [128] + [255] * 5

@@ -78,7 +78,9 @@ def _range(
     if rescale:
         pairs = [tuple(rescale)] if np.ndim(rescale) == 1 else [tuple(p) for p in rescale]
         pairs = pairs if len(pairs) == len(bands) else [pairs[0]] * len(bands)
-        return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
+        lo, hi = np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
+        flat = hi == lo  # as for a constant band: a unit range around it (no 255 / 0 gain)
+        return np.where(flat, lo - 0.5, lo), np.where(flat, lo + 0.5, hi)
     if dtype == np.uint8:
         return np.zeros(len(bands)), np.full(len(bands), 255.0)
     stats = attrs.get("stats") or {}
