@@ -36,7 +36,7 @@ hub: setup
 	$(BIN)/python hub/local.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check imagelib tests benchmarks extensions hub
+	$(BIN)/ruff check imagelib tests benchmarks extensions hub notebooks
 
 test: setup browser lint
 	$(BIN)/python -m pytest -q
