@@ -39,12 +39,17 @@ def settings() -> Settings:
     )
 
 
+def decimal(text: str) -> bool:
+    """Only ASCII digits: ``str.isdigit`` also takes "³" and "١", which ``int`` refuses or reads."""
+    return text.isascii() and text.isdigit()
+
+
 def env_int(name: str, default: int) -> int:
     """A whole-number variable (ASCII digits), or a coded USAGE error naming it."""
     raw = os.environ.get(name)
     if raw is None:
         return default
-    if not (raw.strip().isascii() and raw.strip().isdigit()):
+    if not decimal(raw.strip()):
         raise UsageError(f"{name} must be a whole number of ASCII digits, got {raw!r}", field=name, found=raw)
     return int(raw)
 

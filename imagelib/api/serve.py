@@ -45,12 +45,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000, *, workers: int = 1, log_le
         raise UsageError("workers must be at least 1", field="workers", found=workers)
     from imagelib.api.settings import ApiSettings
 
-    ApiSettings.from_env()  # a malformed IMAGELIB_* limit fails here, coded, not in every process
+    settings = ApiSettings.from_env()  # a malformed IMAGELIB_* limit fails here, coded, not in every process
     configure_logging()  # the process is ours: JSON lines on stderr (an embedding app configures its own)
     options = dict(host=host, port=port, log_level=log_level, access_log=False, server_header=False)
     sys.stderr.write(f"imagelib API on http://{host}:{port}/v1 (docs: /v1/docs), {workers} process(es)\n")
     if workers == 1:
-        uvicorn.run(create_app(lib), **options)
+        uvicorn.run(create_app(lib, settings=settings), **options)
     else:
         from imagelib.api import workers as balanced
 

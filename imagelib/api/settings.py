@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagelib.config import env_int as _int
+from imagelib.config import env_int
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ class ApiSettings:
         spool = os.environ.get("IMAGELIB_UPLOAD_DIR")
         return cls(
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip()),
-            max_upload_bytes=_int("IMAGELIB_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
-            max_chain_bytes=_int("IMAGELIB_MAX_CHAIN_BYTES", cls.max_chain_bytes),
+            max_upload_bytes=env_int("IMAGELIB_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+            max_chain_bytes=env_int("IMAGELIB_MAX_CHAIN_BYTES", cls.max_chain_bytes),
             upload_dir=Path(spool) if spool else None,
-            upload_expiry_s=_int("IMAGELIB_UPLOAD_EXPIRY_S", cls.upload_expiry_s),
+            upload_expiry_s=env_int("IMAGELIB_UPLOAD_EXPIRY_S", cls.upload_expiry_s),
             queue_name=os.environ.get("IMAGELIB_QUEUE_NAME", cls.queue_name),
         )

@@ -18,8 +18,8 @@ from imagelib.api.catalog import readable
 from imagelib.api.deps import Audited, Service, audited, service
 from imagelib.api.errors import responses
 from imagelib.api.params import parse_bbox, parse_datetime
+from imagelib.config import decimal
 from imagelib.errors import NotFound, UsageError
-from imagelib.tiling.http import decimal
 
 STAC_VERSION = "1.0.0"
 PROJECTION = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"

@@ -30,8 +30,8 @@ from imagelib.api.deps import Audited, Service, audited, service
 from imagelib.api.errors import error_response, responses
 from imagelib.api.uploads import check_sha256, new_upload, safe_filename, spool_root, submit_ingest
 from imagelib.catalog import check_name
+from imagelib.config import decimal
 from imagelib.errors import ImagelibError, error
-from imagelib.tiling.http import decimal
 
 VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,checksum"

@@ -24,8 +24,8 @@ from imagelib.api.deps import Audited, Service, audited, service
 from imagelib.api.errors import responses
 from imagelib.api.spool import spool_dir
 from imagelib.catalog import check_name
+from imagelib.config import decimal
 from imagelib.errors import error
-from imagelib.tiling.http import decimal
 
 BATCH = 1024 * 1024  # bytes handed to the parser thread at a time (hashing releases the GIL)
 MAX_FIELD = 1024  # text fields are names and digests: anything longer is not one of ours

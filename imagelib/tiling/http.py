@@ -14,6 +14,7 @@ from urllib.parse import quote, urlencode
 
 import numpy as np
 
+from imagelib.config import decimal
 from imagelib.errors import ChainError, UsageError, error
 from imagelib.tiling.colormap import ANCHORS
 from imagelib.tiling.scale import Style
@@ -95,11 +96,6 @@ def parse_chain(text: str | None, max_bytes: int) -> list[dict[str, Any]] | None
     from imagelib.filters import canonical_chain
 
     return canonical_chain(value) or None
-
-
-def decimal(text: str) -> bool:
-    """Only ASCII digits: ``str.isdigit`` also takes "³" and "١", which ``int`` refuses or reads."""
-    return text.isascii() and text.isdigit()
 
 
 def _bands(text: str | None) -> tuple[int, ...] | None:

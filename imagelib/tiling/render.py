@@ -86,8 +86,8 @@ class Renderer:
 
     def _level(self, level: int) -> tuple[Chain | None, tuple[str, ...], tuple[int, int]]:
         """(chain, notes, halo) of a level, worked out once (same key, same value: no lock needed)."""
-        if level not in self._levels and not self.chain:  # no filters imported (~0.1 s, pydantic)
-            self._levels[level] = (None, (), (0, 0))
+        if not self.chain:  # nothing to rescale, and no filters package imported (~0.1 s, pydantic)
+            return None, (), (0, 0)
         if level not in self._levels:
             from imagelib.filters import chain_halo
             from imagelib.filters.scaling import scale_chain
