@@ -341,23 +341,22 @@ def xyz_rows(report: dict[str, Any]) -> list[str]:
                     TARGETS["xyz"],
                 )
             )
-        lines.append(
-            row(
-                f"{what}, raw file → tiles on disk, {xyz['cores']} processes — imagelib: `ingest` + `tile`",
-                cell(xyz["imagelib_end_to_end"]),
-                f"`gdal2tiles.py` {cell(xyz['gdal2tiles_pN'])}",
-                f"speed {xyz['speedup_end_to_end']:.2f}× (peer time ÷ ours)",
-                TARGETS["xyz"],
-            )
-        )
-        if "imagelib_ingest_tiles" in xyz:  # absent from results saved before `ingest --tiles xyz`
+        for ours, speedup, how in (
+            ("imagelib_end_to_end", "speedup_end_to_end", "`ingest` + `tile`"),
+            (
+                "imagelib_ingest_tiles",
+                "speedup_ingest_tiles",
+                "one `ingest --tiles xyz` run (tiles cut from the levels it wrote, one start-up)",
+            ),
+        ):
+            if ours not in xyz:  # results saved before `ingest --tiles xyz` lack that side
+                continue
             lines.append(
                 row(
-                    f"{what}, raw file → tiles on disk, {xyz['cores']} processes — imagelib: one "
-                    "`ingest --tiles xyz` run (tiles cut from the levels it wrote, one start-up)",
-                    cell(xyz["imagelib_ingest_tiles"]),
+                    f"{what}, raw file → tiles on disk, {xyz['cores']} processes — imagelib: {how}",
+                    cell(xyz[ours]),
                     f"`gdal2tiles.py` {cell(xyz['gdal2tiles_pN'])}",
-                    f"speed {xyz['speedup_ingest_tiles']:.2f}× (peer time ÷ ours)",
+                    f"speed {xyz[speedup]:.2f}× (peer time ÷ ours)",
                     TARGETS["xyz"],
                 )
             )
