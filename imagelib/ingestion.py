@@ -24,7 +24,7 @@ from imagelib.errors import ImagelibError, InputError, UsageError, ValidationFai
 from imagelib.formats import open_array, split_address
 from imagelib.hashing import file_sha256, jsonable
 from imagelib.jobs import create_job, update_job
-from imagelib.stored import Provenance, Staging, record, store_stats, total_rows, version_row
+from imagelib.stored import Provenance, Staging, record, store_stats, total_pixels, version_row
 from imagelib.validation import build_report, checksum_issue, describe, load_rules
 from imagelib.validation.rules import RuleSet
 from imagelib.validation.schema import check_schema
@@ -235,11 +235,11 @@ def _ingest_new(request: IngestRequest, lib: Library) -> dict[str, Any]:
     source_key = f"source/{path.name}"
     with Staging(store) as staging:
         attrs = {**data.attrs, "name": f"{namespace}/{dataset}", "dims": list(data.dims)}
-        bars = _bars(request.progress, request.size, total_rows(data))
-        with ThreadPoolExecutor(1) as pool, bars as (bytes_bar, rows_bar):
+        bars = _bars(request.progress, request.size, total_pixels(data))
+        with ThreadPoolExecutor(1) as pool, bars as (bytes_bar, pixels_bar):
             copied = pool.submit(store.put_file, path, f"{staging.key}/{source_key}", bytes_bar.update)
             try:
-                group, stats = staging.write_levels(data, attrs, rows_bar.update)
+                group, stats = staging.write_levels(data, attrs, pixels_bar.update)
             except InputError as exc:  # undecodable pixels: the input is invalid, not the system broken
                 raise ValidationFailed(request.report([exc.to_dict()])) from exc
             digest = copied.result()
@@ -261,16 +261,16 @@ def _ingest_new(request: IngestRequest, lib: Library) -> dict[str, Any]:
 
 
 class _bars:
-    """Two tqdm bars on stderr (bytes hashed/copied, rows validated/written); silent unless asked."""
+    """Two tqdm bars on stderr (bytes hashed/copied, pixels validated/written); silent unless asked."""
 
-    def __init__(self, enabled: bool, size: int, rows: int):
-        self.enabled, self.size, self.rows = enabled, size, rows
+    def __init__(self, enabled: bool, size: int, pixels: int):
+        self.enabled, self.size, self.pixels = enabled, size, pixels
 
     def __enter__(self) -> tuple[tqdm, tqdm]:
         opts = {"disable": not self.enabled, "file": sys.stderr, "leave": False}
         self.bars = (
             tqdm(total=self.size, unit="B", unit_scale=True, desc="hash+store", **opts),
-            tqdm(total=self.rows, unit="row", desc="validate+write", **opts),
+            tqdm(total=self.pixels, unit="px", unit_scale=True, desc="validate+write", **opts),
         )
         return self.bars
 

@@ -261,26 +261,28 @@ class RowWriter:
         self.arr = arr
         self.folder = chunk_folder(arr)
 
-    def write(self, y0: int, rows: np.ndarray, lead: Sequence[int] = ()) -> None:
-        """Store ``rows`` at row ``y0`` and leading offsets ``lead`` (default 0: a volume's z slab starts
-        there); ``y0`` is chunk-aligned, rows span whole chunk rows and the leading axes' chunks are 1."""
+    def write(self, y0: int, rows: np.ndarray, lead: Sequence[int] = (), x0: int = 0) -> None:
+        """Store ``rows`` at row ``y0``, column ``x0`` and leading offsets ``lead`` (default 0: a volume's
+        z slab starts there); ``y0`` and ``x0`` are chunk-aligned, rows span whole chunks (cut at the
+        array's edge) and the leading axes' chunks are 1."""
         lead = tuple(lead) or (0,) * (rows.ndim - 2)
         if self.folder is None:
             where = tuple(slice(o, o + n) for o, n in zip(lead, rows.shape[:-2], strict=True))
-            self.arr[(*where, slice(y0, y0 + rows.shape[-2]), slice(None))] = rows
+            h, w = rows.shape[-2:]
+            self.arr[(*where, slice(y0, y0 + h), slice(x0, x0 + w))] = rows
             return
-        chunks, shape = self.arr.chunks, self.arr.shape
+        chunks = self.arr.chunks
         codec, fill = self.arr.metadata.compressor, self.arr.metadata.fill_value
         steps = [range(0, n, c) for n, c in zip(rows.shape[:-2], chunks[:-2], strict=True)]
         ch, cw = chunks[-2:]
         for offsets in itertools.product(*steps):
-            for x0 in range(0, shape[-1], cw):
+            for c0 in range(0, rows.shape[-1], cw):
                 for r0 in range(0, rows.shape[-2], ch):
                     part = rows[
                         (
                             *(slice(o, o + c) for o, c in zip(offsets, chunks[:-2], strict=True)),
                             slice(r0, r0 + ch),
-                            slice(x0, x0 + cw),
+                            slice(c0, c0 + cw),
                         )
                     ]
                     key = ".".join(
@@ -288,7 +290,7 @@ class RowWriter:
                         for i in (
                             *((b + o) // c for b, o, c in zip(lead, offsets, chunks, strict=False)),
                             (y0 + r0) // ch,
-                            x0 // cw,
+                            (x0 + c0) // cw,
                         )
                     )
                     (self.folder / key).write_bytes(codec.encode(_full_chunk(part, chunks, fill)))
@@ -361,15 +363,21 @@ def _full_chunk(part: np.ndarray, chunks: Sequence[int], fill: Any) -> np.ndarra
 class PyramidWriter:
     """Write level 0 block by block and cascade 2×2 means into every lower level in the same pass.
 
-    Blocks must arrive in row order and span whole rows (all bands): then each level buffers at most one
-    chunk row, so memory is flat in image size and no level is read back. Volumes (``z,y,x``) arrive as
-    z slabs, each in row order: every slab is streamed the same way (only y and x are halved, so a slab's
-    lower levels depend on that slab alone) and flushed when its last row arrives.
+    Blocks come in one of two orders (all bands, or a slab of z planes, each), and no level is read back:
+
+    - strips of whole rows, in row order: each level buffers at most one chunk row;
+    - ``CHUNK``² blocks in Z order (tiled sources; the index has an x slice): each lower-level chunk is
+      assembled from its four children and written as soon as the last one is in, so each level holds
+      at most one open chunk and memory is flat in the image's width as well as its height.
+
+    Volumes (``z,y,x``) arrive as z slabs, each in one of those orders: only y and x are halved, so a
+    slab's lower levels depend on that slab alone, and they are flushed when its last block arrives.
     """
 
-    #: chunk-row writes allowed in flight: compression and file I/O release the GIL, so one writer
-    #: thread overlaps them with reading the next strip; the bound keeps memory flat
+    #: writes allowed in flight: compression and file I/O release the GIL, so one writer thread overlaps
+    #: them with reading the next block; the bound keeps memory flat (a Z-order block is a chunk, small)
     MAX_IN_FLIGHT = 2
+    MAX_BLOCKS_IN_FLIGHT = 8
 
     def __init__(self, group: zarr.Group, dims: Sequence[str], nodata: Any = None):
         self.group, self.nodata = group, nodata
@@ -379,8 +387,10 @@ class PyramidWriter:
         self.lead: tuple[int, ...] = ()  # leading offsets of the slab being streamed
         self.pending: list[np.ndarray | None] = [None] * len(self.arrays)
         self.rows = [0] * len(self.arrays)
+        self.open: dict[tuple[int, int, int], list[Any]] = {}  # Z order: (level, cy, cx) → [chunk, children]
         self._io = ThreadPoolExecutor(1, thread_name_prefix="imagelib-chunks")
         self._in_flight: deque[Future[None]] = deque()
+        self._bound = self.MAX_IN_FLIGHT
 
     def __enter__(self) -> PyramidWriter:
         return self
@@ -388,13 +398,16 @@ class PyramidWriter:
     def __exit__(self, *exc: object) -> None:
         self._io.shutdown(wait=True)  # never leave a thread writing into staging behind
 
-    def _store(self, level: int, y0: int, rows: np.ndarray) -> None:
-        self._in_flight.append(self._io.submit(self.writers[level].write, y0, rows, self.lead))
-        while len(self._in_flight) > self.MAX_IN_FLIGHT:
+    def _store(self, level: int, y0: int, rows: np.ndarray, x0: int = 0) -> None:
+        self._in_flight.append(self._io.submit(self.writers[level].write, y0, rows, self.lead, x0))
+        while len(self._in_flight) > self._bound:
             self._in_flight.popleft().result()  # re-raises a failed write here
 
     def write(self, index: tuple[slice, ...], block: np.ndarray) -> None:
         """Store one block of level 0 (``index`` as yielded by the validation read-through)."""
+        if len(index) == block.ndim:
+            self._write_tile(index, block)
+            return
         rows = index[-1]
         if rows.start == 0:  # a new slab (the whole image, unless a volume)
             self.lead = tuple(s.start or 0 for s in index[:-1])
@@ -403,6 +416,41 @@ class PyramidWriter:
             self._push(1, downsample2(block, self.nodata))
         if rows.stop == self.height:
             self._flush()
+
+    def _write_tile(self, index: tuple[slice, ...], block: np.ndarray) -> None:
+        """A ``CHUNK``² block of level 0 in Z order: store it, then complete its parents."""
+        rows, cols = index[-2:]
+        if rows.start == 0 and cols.start == 0:  # a new slab
+            self.lead, self._bound = tuple(s.start or 0 for s in index[:-2]), self.MAX_BLOCKS_IN_FLIGHT
+        self._store(0, rows.start, block, cols.start)
+        self._complete(0, rows.start // CHUNK, cols.start // CHUNK, block)
+
+    def _complete(self, level: int, cy: int, cx: int, chunk: np.ndarray) -> None:
+        """Chunk ``(cy, cx)`` of ``level`` is stored: put its 2×2 mean into its parent, and store the
+        parent (and so on down) once all of the parent's children are in."""
+        if level + 1 == len(self.arrays):
+            return
+        half, key = downsample2(chunk, self.nodata), (level + 1, cy // 2, cx // 2)
+        if key not in self.open:
+            self.open[key] = [np.empty(self._chunk_shape(*key, half.shape[:-2]), half.dtype), 0]
+        parent = self.open[key]
+        y0, x0 = (cy % 2) * (CHUNK // 2), (cx % 2) * (CHUNK // 2)
+        parent[0][..., y0 : y0 + half.shape[-2], x0 : x0 + half.shape[-1]] = half
+        parent[1] += 1
+        if parent[1] == self._children(level, cy // 2, cx // 2):
+            del self.open[key]
+            self._store(level + 1, key[1] * CHUNK, parent[0], key[2] * CHUNK)
+            self._complete(*key, parent[0])
+
+    def _chunk_shape(self, level: int, cy: int, cx: int, lead: tuple[int, ...]) -> tuple[int, ...]:
+        h, w = self.arrays[level].shape[-2:]
+        return (*lead, min(CHUNK, h - cy * CHUNK), min(CHUNK, w - cx * CHUNK))
+
+    def _children(self, level: int, py: int, px: int) -> int:
+        """How many chunks of ``level`` make up chunk ``(py, px)`` of the level below it (1 to 4)."""
+        h, w = self.arrays[level].shape[-2:]
+        rows, cols = -(-h // CHUNK), -(-w // CHUNK)
+        return (min(2 * py + 2, rows) - 2 * py) * (min(2 * px + 2, cols) - 2 * px)
 
     def _push(self, level: int, rows: np.ndarray) -> None:
         buffered = self.pending[level]
@@ -432,3 +480,5 @@ class PyramidWriter:
         self._flush()
         while self._in_flight:
             self._in_flight.popleft().result()
+        if self.open:  # a Z-order slab missed blocks: its lower levels would be incomplete
+            raise RuntimeError(f"pyramid chunks never completed: {sorted(self.open)[:4]}")

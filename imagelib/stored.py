@@ -72,16 +72,17 @@ class Staging:
                 self.store.remove(self.key)
 
     def write_levels(
-        self, data: xr.DataArray, attrs: dict[str, Any], on_rows: Any = None
+        self, data: xr.DataArray, attrs: dict[str, Any], on_pixels: Any = None
     ) -> tuple[zarr.Group, ContentStats]:
-        """Create the multiscale group and fill every level while reading ``data`` once.
+        """Create the multiscale group and fill every level while reading ``data`` once; ``on_pixels``
+        is told how many pixels (per band) each block covered.
 
         Returns the group and the content totals gathered on the way (see :func:`store_stats`)."""
         with storage_errors(f"writing {self.store.key_url(self.key)}/image.zarr"):
-            return self._write_levels(data, attrs, on_rows)
+            return self._write_levels(data, attrs, on_pixels)
 
     def _write_levels(
-        self, data: xr.DataArray, attrs: dict[str, Any], on_rows: Any
+        self, data: xr.DataArray, attrs: dict[str, Any], on_pixels: Any
     ) -> tuple[zarr.Group, ContentStats]:
         from imagelib.validation.content import read_through
 
@@ -90,8 +91,8 @@ class Staging:
 
             def write(index: tuple[slice, ...], block: np.ndarray) -> None:
                 pyramid.write(index, block)
-                if on_rows:
-                    on_rows((index[-1].stop - index[-1].start) * _planes(index, data))
+                if on_pixels:
+                    on_pixels(block.size // (data.sizes["band"] if "band" in data.dims else 1))
 
             stats = read_through(data, on_block=write)
             pyramid.close()
@@ -109,14 +110,9 @@ def store_stats(group: Any, data: xr.DataArray, attrs: dict[str, Any], stats: Co
     return full_stats
 
 
-def total_rows(data: xr.DataArray) -> int:
-    """Rows a full read-through covers (y × z planes): the progress bar's total."""
-    return data.shape[-2] * (data.shape[0] if data.dims[0] == "z" else 1)
-
-
-def _planes(index: tuple[slice, ...], data: xr.DataArray) -> int:
-    """How many z planes a block covers (1 for 2-D and banded data)."""
-    return index[0].stop - index[0].start if data.ndim == 3 and data.dims[0] == "z" else 1
+def total_pixels(data: xr.DataArray) -> int:
+    """Pixels per band a full read-through covers (y × x × z planes): the progress bar's total."""
+    return data.size // (data.sizes["band"] if "band" in data.dims else 1)
 
 
 def percentiles(group: Any, data: xr.DataArray) -> dict[str, Any]:
@@ -250,7 +246,8 @@ def write_version(
     attrs = {**data.attrs, **(attrs or {}), "name": f"{namespace}/{dataset}", "dims": list(data.dims)}
     attrs.update(version=version, parents=sorted(origin.parents), operation=_single_operation(origin))
     store = lib.store
-    bar = tqdm(total=total_rows(data), unit="row", desc=origin.kind, disable=not progress, file=sys.stderr)
+    opts = {"unit": "px", "unit_scale": True, "disable": not progress, "file": sys.stderr}
+    bar = tqdm(total=total_pixels(data), desc=origin.kind, **opts)
     with Staging(store) as staging, bar:
         group, stats = staging.write_levels(data, attrs, bar.update)
         full_stats = store_stats(group, data, attrs, stats)

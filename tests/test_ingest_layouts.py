@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,13 @@ from rasterio.transform import from_origin
 import imagelib
 from imagelib import multiscale
 from imagelib.errors import ImagelibError, UsageError
+from imagelib.formats import open_array
+from imagelib.formats.lazy import is_tiled
 from imagelib.ingestion import TileRequest
-from imagelib.stored import open_group
+from imagelib.storage import LocalStore
+from imagelib.stored import Staging, open_group, total_pixels
 from imagelib.tiling.export import tile_version
-from imagelib.validation.content import iter_blocks
+from imagelib.validation.content import STRIP_ROWS, iter_blocks, z_order
 
 UTM = {"crs": "EPSG:32618", "transform": from_origin(300000, 2800000, 30, 30)}
 
@@ -72,7 +76,9 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield root
 
 
-# 2300 rows: three 1024-row strips, the last one partial and odd in height at level 1
+# 2300 rows: three 1024-row strips, the last one partial and odd in height at level 1. Tiles that divide
+# 1024 are read in Z-order blocks, the 384 px ones (and strips) in whole-row strips.
+Z_ORDER_LAYOUTS = {"tiled-512", "tiled-256-deflate"}
 LAYOUTS = {
     "striped": {},
     "tiled-512": {"tiled": True, "blockxsize": 512, "blockysize": 512},
@@ -95,6 +101,8 @@ def test_every_layout_of_one_raster_stores_the_same_levels_and_tiles(
         with rasterio.open(path) as ds:  # the file really has the layout under test
             assert ds.profile.get("tiled", False) == layout.get("tiled", False)
             assert ds.block_shapes[0][0] == layout.get("blockysize", ds.block_shapes[0][0])
+        widths = {index[-1].stop - index[-1].start for index, _ in read_order(path)}
+        assert widths == ({STRIP_ROWS, 1337 - STRIP_ROWS} if name in Z_ORDER_LAYOUTS else {1337}), name
         version = imagelib.ingest(path, "layouts", f"{name}-{dtype}")["version"]
         stored[name] = levels_of(version)
         out = tmp_path / f"dzi-{name}"
@@ -115,6 +123,92 @@ def test_every_layout_of_one_raster_stores_the_same_levels_and_tiles(
     assert len(tiles["striped"]) > 20
 
 
+def read_order(path: Path) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+    """The blocks the ingest read-through yields for a file, in order (index has an x slice in Z order)."""
+    data = open_array(path)
+    return [
+        (index if len(index) == 3 else (*index, slice(0, data.shape[-1])), b)
+        for index, b in iter_blocks(data)
+    ]
+
+
+def morton_key(cell: tuple[int, int]) -> int:
+    """Interleave the bits of (row, column), row bit above column bit: the Z-order rank of a cell."""
+    y, x = cell
+    return sum(((y >> b) & 1) << (2 * b + 1) | ((x >> b) & 1) << (2 * b) for b in range(16))
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(1, 1), (3, 5), (8, 8), (7, 2), (1, 9)])
+def test_z_order_visits_each_cell_once_in_morton_order(rows: int, cols: int) -> None:
+    cells = list(z_order(rows, cols))
+    grid = [(y, x) for y in range(rows) for x in range(cols)]
+    assert cells == sorted(grid, key=morton_key)  # an independent definition: bit interleaving
+
+
+def test_tiled_read_through_covers_the_image_once_in_chunk_blocks(tmp_path: Path) -> None:
+    """Z-order blocks tile the image exactly, none wider or taller than a stored chunk, pixels intact."""
+    data = raster(3, 2300, 3100, seed=2)
+    path = geotiff(tmp_path / "t.tif", data, tiled=True, blockxsize=256, blockysize=256)
+    assert is_tiled(open_array(path).encoding, 3100)
+    seen = np.zeros(data.shape[1:], dtype=np.uint8)
+    blocks = read_order(path)
+    for (_, rows, cols), block in blocks:
+        assert block.shape[-2:] == (rows.stop - rows.start, cols.stop - cols.start)
+        assert max(block.shape[-2:]) <= STRIP_ROWS
+        np.testing.assert_array_equal(block, data[:, rows, cols])
+        seen[rows, cols] += 1
+    assert (seen == 1).all()
+    starts = [(rows.start // STRIP_ROWS, cols.start // STRIP_ROWS) for (_, rows, cols), _ in blocks]
+    assert starts == sorted(starts, key=morton_key) and len(starts) == 3 * 4
+
+
+def test_z_order_pyramid_keeps_one_open_chunk_per_level(tmp_path: Path) -> None:
+    """Memory flat in the width: while streaming, each lower level holds at most one unfinished chunk,
+    and the levels equal the two-pass build."""
+    a = np.random.default_rng(8).integers(0, 255, (2, 4500, 9300), dtype=np.uint8)
+    data = xr.DataArray(da.from_array(a, chunks=(2, 2048, 2048)), dims=("band", "y", "x"))
+    data.encoding["preferred_chunks"] = {"y": 512, "x": 512}
+    group = multiscale.create(zarr.storage.LocalStore(tmp_path / "z.zarr"), data, {})
+    open_per_level = []
+    with multiscale.PyramidWriter(group, data.dims) as writer:
+        for index, block in iter_blocks(data):
+            assert len(index) == 3
+            writer.write(index, block)
+            open_per_level.append(Counter(level for level, _, _ in writer.open))
+        writer.close()
+    assert max(max(c.values(), default=0) for c in open_per_level) == 1
+    assert max(sum(c.values()) for c in open_per_level) >= 3  # several levels were open at once
+    two_pass = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    two_pass["0"][...] = a
+    multiscale.build_lower_levels(two_pass)
+    assert len(group) == len(two_pass) == 7
+    for level in range(len(two_pass)):
+        np.testing.assert_array_equal(group[str(level)][...], two_pass[str(level)][...], f"level {level}")
+
+
+def test_a_missing_z_order_block_is_an_error_not_a_short_pyramid(tmp_path: Path) -> None:
+    a = np.zeros((3000, 3000), dtype=np.uint16)
+    data = xr.DataArray(da.from_array(a, chunks=2048), dims=("y", "x"))
+    data.encoding["preferred_chunks"] = {"y": 256, "x": 256}
+    group = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    with multiscale.PyramidWriter(group, data.dims) as writer:
+        for index, block in list(iter_blocks(data))[:-1]:
+            writer.write(index, block)
+        with pytest.raises(RuntimeError, match="never completed"):
+            writer.close()
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_progress_counts_every_pixel_once(tmp_path: Path, tiled: bool) -> None:
+    path = geotiff(tmp_path / "p.tif", raster(3, 2100, 2500), tiled=tiled)
+    data = open_array(path)
+    counted: list[int] = []
+    with Staging(LocalStore(str(tmp_path / "store"))) as staging:
+        staging.write_levels(data, {}, counted.append)
+    assert sum(counted) == total_pixels(data) == 2100 * 2500
+    assert len(counted) == (9 if tiled else 1)  # 3 × 3 Z-order blocks, or one strip within the budget
+
+
 def test_plain_tiled_tiff_pixel_interleaved_and_planar_equal_the_geotiff(lib: Path, tmp_path: Path) -> None:
     data = raster(3, 1500, 2100, seed=3)
     reference = levels_of(imagelib.ingest(geotiff(tmp_path / "ref.tif", data), "layouts", "tref")["version"])
@@ -126,6 +220,7 @@ def test_plain_tiled_tiff_pixel_interleaved_and_planar_equal_the_geotiff(lib: Pa
     for name, options in files.items():
         path = tmp_path / f"{name}.tif"
         tifffile.imwrite(path, **options)
+        assert is_tiled(open_array(path).encoding, 2100) == ("tile" in options)  # read in Z order
         summary = imagelib.ingest(path, "layouts", name)
         assert summary["format"] == "tiff" and summary["dims"] == ["band", "y", "x"], summary
         for level, (a, b) in enumerate(zip(levels_of(summary["version"]), reference, strict=True)):

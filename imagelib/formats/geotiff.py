@@ -13,10 +13,8 @@ import xarray as xr
 from rasterio.windows import Window
 
 from imagelib.formats.georef import check_plausible, crs_label
-from imagelib.formats.lazy import CHUNK, LazySource, guard_dimensions, to_dask
+from imagelib.formats.lazy import LazySource, guard_dimensions, preferred_chunks, to_dask, yx_chunks
 from imagelib.formats.meta import RasterMeta
-
-MAX_STRIP_WIDTH = 65536
 
 #: GDAL options for untrusted files: never list directories for sidecars, never reach the network.
 SAFE_GDAL_ENV = {
@@ -58,6 +56,7 @@ def open_geotiff(path: Path, overview: int | None = None) -> xr.DataArray:
         guard_dimensions(shape, ds.dtypes[0])
         meta = _meta(ds, str(path))
         dtype = np.dtype(ds.dtypes[0])
+        block = ds.block_shapes[0]
     handles = _Handles()
 
     def read(key: tuple[slice, ...]) -> np.ndarray:
@@ -69,8 +68,12 @@ def open_geotiff(path: Path, overview: int | None = None) -> xr.DataArray:
         with safe_env():  # GDAL reads config (block cache cap) at read time, not at open time
             return handles.ds.read(list(range(b.start + 1, b.stop + 1)), window=window)
 
-    data = to_dask(LazySource(shape, dtype, read), chunks=(shape[0], *_chunks(shape)))
-    return xr.DataArray(data, dims=("band", "y", "x"), coords=_coords(meta, shape), attrs=meta.to_attrs())
+    # all bands per chunk: pixel-interleaved files decode them together
+    encoding = preferred_chunks(block)
+    data = to_dask(LazySource(shape, dtype, read), chunks=(shape[0], *yx_chunks(*shape[1:], encoding)))
+    out = xr.DataArray(data, dims=("band", "y", "x"), coords=_coords(meta, shape), attrs=meta.to_attrs())
+    out.encoding.update(encoding)
+    return out
 
 
 def open_geotiff_levels(path: Path, max_levels: int | None = None) -> list[xr.DataArray]:
@@ -90,14 +93,6 @@ def open_geotiff_levels(path: Path, max_levels: int | None = None) -> list[xr.Da
             break
         levels.append(open_geotiff(path, overview=index))
     return levels
-
-
-def _chunks(shape: tuple[int, int, int]) -> tuple[int, int]:
-    """All bands per chunk (pixel-interleaved files decode them together) and whole rows, striped or
-    tiled: one RasterIO call per strip decodes each block once, straight into the strip (GDAL decodes
-    a tile row's blocks in parallel), with no per-chunk task or concatenation copy."""
-    width = shape[2] if shape[2] <= MAX_STRIP_WIDTH else CHUNK
-    return min(CHUNK, shape[1]), width
 
 
 def _meta(ds: Any, where: str) -> RasterMeta:

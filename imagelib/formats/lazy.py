@@ -14,6 +14,8 @@ from imagelib.errors import InputError
 
 #: Default chunk edge for lazy reads and the stored multiscale (pixels).
 CHUNK = 1024
+#: widest image read in whole-row strips (see :func:`yx_chunks`)
+MAX_STRIP_WIDTH = 65536
 
 
 class LazySource:
@@ -36,6 +38,32 @@ def default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
     """One plane of leading axes, CHUNK×CHUNK in the last two."""
     lead = (1,) * (len(shape) - 2)
     return lead + tuple(min(CHUNK, max(1, n)) for n in shape[-2:])
+
+
+def preferred_chunks(block_shape: Sequence[int], dims: Sequence[str] = ("y", "x")) -> dict[str, Any]:
+    """xarray's ``encoding`` entry naming how the file stores its pixels (a strip or tile, in ``y, x``)."""
+    return {"preferred_chunks": {d: int(n) for d, n in zip(dims, block_shape, strict=True)}}
+
+
+def is_tiled(encoding: dict[str, Any], width: int) -> bool:
+    """True when the file stores pixels in tiles narrower than the image that divide :data:`CHUNK`: then
+    a CHUNK² window decodes whole tiles, each once, and can be read without a full-width strip."""
+    block = encoding.get("preferred_chunks") or {}
+    rows, cols = block.get("y", 0), block.get("x", 0)
+    return 0 < cols < width and rows > 0 and CHUNK % rows == 0 and CHUNK % cols == 0
+
+
+def yx_chunks(height: int, width: int, encoding: dict[str, Any]) -> tuple[int, int]:
+    """Dask chunks in ``(y, x)`` for a file stored as ``encoding`` says (see :func:`preferred_chunks`).
+
+    Tiled files: 2·CHUNK squares, each a whole number of tiles, so the ingest's Z-order read decodes every
+    tile once, four stored chunks per read, and holds no full-width strip. Striped files: strips of
+    CHUNK whole rows, so one read per strip decodes each file strip once, straight into the result (no
+    per-chunk task or concatenation); beyond MAX_STRIP_WIDTH they are cut into CHUNK-wide columns to
+    bound the strip's memory."""
+    if is_tiled(encoding, width):
+        return min(2 * CHUNK, height), min(2 * CHUNK, width)
+    return min(CHUNK, height), width if width <= MAX_STRIP_WIDTH else CHUNK
 
 
 def to_dask(source: Any, chunks: Sequence[int] | None = None) -> da.Array:

@@ -33,8 +33,8 @@ import zarr
 from imagelib.errors import InputError
 from imagelib.formats.detect import TIFF_MAGICS, has_magic
 from imagelib.formats.georef import check_geokeys
-from imagelib.formats.geotiff import MAX_STRIP_WIDTH, open_geotiff_levels
-from imagelib.formats.lazy import CHUNK, LazySource, guard_dimensions, to_dask
+from imagelib.formats.geotiff import open_geotiff_levels
+from imagelib.formats.lazy import LazySource, guard_dimensions, preferred_chunks, to_dask, yx_chunks
 from imagelib.formats.meta import RasterMeta
 from imagelib.formats.ome import claims_ome, fill_ome, parse_ome
 
@@ -197,16 +197,24 @@ def _open_series(
         full = tuple(next(it) if k else 0 for k in keep)
         return np.asarray(local.arr[full])
 
-    # whole rows per chunk (as for GeoTIFF): one read per strip decodes each strip/tile once
-    width = shape[dims.index("x")]
-    width = width if width <= MAX_STRIP_WIDTH else CHUNK
-    chunks = tuple({"y": CHUNK, "x": width, "band": n}.get(d, 1) for d, n in zip(dims, shape, strict=True))
-    data = to_dask(
-        LazySource(shape, dtype, read), chunks=tuple(min(c, n) for c, n in zip(chunks, shape, strict=True))
-    )
+    # as for GeoTIFF: strips of whole rows, or CHUNK² blocks of whole tiles (see yx_chunks)
+    height, width = shape[dims.index("y")], shape[dims.index("x")]
+    encoding = preferred_chunks(_block_shape(shaped.keyframe, height, width))
+    rows, cols = yx_chunks(height, width, encoding)
+    chunks = tuple({"y": rows, "x": cols, "band": n}.get(d, 1) for d, n in zip(dims, shape, strict=True))
+    data = to_dask(LazySource(shape, dtype, read), chunks=chunks)
     # Pixel-interleaved RGB (axes YXS) and similar: move band/z first, as every other reader does.
     canonical = [d for d in dims if d not in ("y", "x")] + ["y", "x"]
-    return xr.DataArray(data, dims=dims, attrs=meta.to_attrs()).transpose(*canonical)
+    out = xr.DataArray(data, dims=dims, attrs=meta.to_attrs()).transpose(*canonical)
+    out.encoding.update(encoding)
+    return out
+
+
+def _block_shape(page: Any, height: int, width: int) -> tuple[int, int]:
+    """The (rows, columns) of one stored tile, or of one strip."""
+    if page.is_tiled:
+        return page.tilelength, page.tilewidth
+    return min(page.rowsperstrip or height, height), width
 
 
 def _dims(axes: str, shape: tuple[int, ...]) -> tuple[tuple[str, ...], list[bool]]:

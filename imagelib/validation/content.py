@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from imagelib.errors import ImagelibError, InputError
+from imagelib.formats.lazy import is_tiled
 from imagelib.validation.rules import RuleSet
 
 Issue = dict[str, Any]
@@ -23,7 +24,12 @@ STRIP_ROWS = 1024  # a multiple of the stored chunk height, so each strip fills 
 def iter_blocks(
     data: xr.DataArray, block_bytes: int | None = None
 ) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
-    """Yield ``(index, numpy block)`` covering the array: y strips (all bands), z planes for volumes."""
+    """Yield ``(index, numpy block)`` covering the array, all bands (or a slab of z planes) per block.
+
+    A striped source is read in y strips of whole rows (each strip decoded once). A tiled one is read in
+    ``STRIP_ROWS``² blocks in Z order (``index`` then also has an x slice): memory stays flat in the
+    image's width, and each aligned 2ᵏ × 2ᵏ square of blocks arrives contiguously (the pyramid writer
+    completes each lower-level chunk as soon as its four children are in)."""
     # looked up per call (not bound as a default) so a caller or test can change the module's budget
     block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
     height, width = data.shape[-2], data.shape[-1]
@@ -38,10 +44,55 @@ def iter_blocks(
         leads = [(slice(z, min(z + step, data.shape[0])),) for z in range(0, data.shape[0], step)]
         row_bytes *= step  # a strip spans the slab's planes: keep the block within the budget
     rows = STRIP_ROWS * max(1, block_bytes // max(1, row_bytes * STRIP_ROWS))
+    tiled = is_tiled(data.encoding, width)
     for lead in leads:
+        if tiled:
+            yield from _z_order_blocks(data, lead)
+            continue
         for y0 in range(0, height, rows):
             index = (*lead, slice(y0, min(y0 + rows, height)))
             yield index, read_block(data, index)
+
+
+def _z_order_blocks(
+    data: xr.DataArray, lead: tuple[slice, ...]
+) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+    """``STRIP_ROWS``² blocks in Z order, read four at a time (a 2×2 square is contiguous in Z order):
+    a quarter of the reads, each one dask chunk (see :func:`imagelib.formats.lazy.yx_chunks`)."""
+    side, (height, width) = STRIP_ROWS, data.shape[-2:]
+    for qy, qx in z_order(-(-height // (2 * side)), -(-width // (2 * side))):
+        y0, x0 = 2 * side * qy, 2 * side * qx
+        quad = read_block(
+            data, (*lead, slice(y0, min(y0 + 2 * side, height)), slice(x0, min(x0 + 2 * side, width)))
+        )
+        for dy, dx in ((0, 0), (0, side), (side, 0), (side, side)):
+            if dy < quad.shape[-2] and dx < quad.shape[-1]:
+                block = quad[..., dy : dy + side, dx : dx + side]
+                rows, cols = (
+                    slice(y0 + dy, y0 + dy + block.shape[-2]),
+                    slice(x0 + dx, x0 + dx + block.shape[-1]),
+                )
+                yield (*lead, rows, cols), block
+
+
+def z_order(rows: int, cols: int) -> Iterator[tuple[int, int]]:
+    """The cells of a ``rows × cols`` grid in Morton (Z) order: every aligned 2ᵏ × 2ᵏ square of cells,
+    cut to the grid, is visited contiguously."""
+    side = 1
+    while side < max(rows, cols):
+        side *= 2
+
+    def visit(y: int, x: int, size: int) -> Iterator[tuple[int, int]]:
+        if y >= rows or x >= cols:
+            return
+        if size == 1:
+            yield y, x
+            return
+        half = size // 2
+        for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            yield from visit(y + dy * half, x + dx * half, half)
+
+    return visit(0, 0, side)
 
 
 def read_block(data: xr.DataArray, index: tuple[slice, ...]) -> np.ndarray:
@@ -68,7 +119,7 @@ def _as_numpy(block: Any) -> np.ndarray:
     if getattr(block, "npartitions", None) != 1:
         return np.asarray(block)
     (chunk,) = block.to_delayed().ravel()
-    out = np.asarray(chunk.compute())
+    out = np.asarray(chunk.compute(scheduler="sync"))
     out.flags.writeable = False  # it may alias the reader's buffer: nothing downstream writes into it
     return out
 
