@@ -8,13 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from typer.testing import CliRunner
 
 import imagelib
+from imagelib import multiscale
 from imagelib.cli import app
 from imagelib.context import current
+from imagelib.formats.lazy import is_tiled
 from imagelib.stitching import Layout, register, stitch
 from imagelib.stitching.synthetic import cut, rms_error, textured_field
+from imagelib.stored import open_group
+from imagelib.validation.content import iter_blocks
 
 PARAMS = {"max_shift": 8, "threshold": 0.2}
 
@@ -55,6 +60,31 @@ def test_stitch_publishes_a_derived_version(home, tiles):
     saved = current().catalog.get_version(result.version)["attrs"]["stitch"]
     assert saved["positions"] == result.positions.tolist()
     assert saved["report"]["accepted"] == result.report["accepted"] == 4
+
+
+def test_a_mosaic_wider_than_a_chunk_is_stored_in_z_order(home, tmp_path):
+    """The fused mosaic declares its 1024² chunks, so storing it reads Z-order blocks (memory flat in the
+    mosaic's width), and the stored levels equal the fusion and a two-pass pyramid of it."""
+    layout = Layout.grid((1, 3), (96, 420), 0.1)
+    m = cut(textured_field(np.array(layout.mosaic_shape()) + 40, seed=5), layout, jitter=2, seed=6)
+    reg = register(m.tiles, layout, **PARAMS)
+    lazy = reg.fuse()
+    assert lazy.shape[-1] > 1024 and is_tiled(lazy.encoding, lazy.shape[-1])
+    assert {len(index) for index, _ in iter_blocks(lazy)} == {2}  # y and x slices: Z-order blocks
+    paths = []
+    for k, tile in enumerate(m.tiles):
+        paths.append(tmp_path / f"w{k}.tif")
+        tifffile.imwrite(paths[-1], tile)
+    versions = [imagelib.ingest(p, "lab", "wide")["version"] for p in paths]
+    result = stitch(versions, layout, **PARAMS)
+    group, _ = open_group(result.version)
+    np.testing.assert_array_equal(group["0"][...], lazy.values)
+    two_pass = multiscale.create(zarr.storage.MemoryStore(), lazy, {})
+    two_pass["0"][...] = lazy.values
+    multiscale.build_lower_levels(two_pass)
+    assert len(group) == len(two_pass) == 4  # 1177 → 589 → 295 → 148 px wide
+    for level in range(1, len(group)):
+        np.testing.assert_array_equal(group[str(level)][...], two_pass[str(level)][...])
 
 
 def test_same_call_twice_same_id_nothing_written(home, tiles):

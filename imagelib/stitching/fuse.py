@@ -13,6 +13,7 @@ import xarray as xr
 from scipy import ndimage
 
 from imagelib.errors import UsageError
+from imagelib.formats.lazy import preferred_chunks
 from imagelib.stitching.tiles import TileSet
 
 Blend = Literal["linear", "max", "first", "none"]
@@ -219,6 +220,7 @@ def fuse(
     positions = np.asarray(positions, dtype=np.float64)
     shapes = np.array([a.shape[-tiles.ndim :] for a in tiles.arrays], dtype=np.int64)
     shape = mosaic_shape(positions, shapes)
+    declared = tuple(chunks) if chunks is not None else (1024,) * len(shape)  # before clipping to the shape
     chunks = tuple(chunks) if chunks is not None else _default_chunks(shape)
     arrays: list[Any] = list(tiles.arrays)
     if interpolation == "fourier":
@@ -255,4 +257,7 @@ def fuse(
         if dims
         else (("band",) if lead else ()) + (("z", "y", "x") if tiles.ndim == 3 else ("y", "x"))
     )
-    return xr.DataArray(data, dims=names, attrs={"nodata": tiles.nodata})
+    mosaic = xr.DataArray(data, dims=names, attrs={"nodata": tiles.nodata})
+    if tiles.ndim == 2:  # storing reads 2D mosaics in Z order (chunks that divide 1024): flat in the width
+        mosaic.encoding.update(preferred_chunks(declared[-2:]))
+    return mosaic
