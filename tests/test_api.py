@@ -20,6 +20,7 @@ from imagelib.api import ApiSettings, create_app
 from imagelib.api.spool import spool_dir
 from imagelib.context import Library
 from imagelib.errors import TABLE
+from imagelib.tiling.http import MAX_INDEX
 from tests.conftest import DATA
 
 GEO = DATA / "world.rgb.tif"  # 3×256×512 uint8, EPSG:4326
@@ -228,7 +229,14 @@ def test_volume_slices(client: TestClient, lib: Library, geo: str, tmp_path: Pat
     assert tiles[1].content != tiles[2].content and tiles[1].headers["etag"] != tiles[2].headers["etag"]
     assert_error(client.get(f"/v1/tiles/{volume}_files/7/0_0.png", params={"index": 9}), 400, "USAGE")
     assert_error(client.get(f"/v1/tiles/{geo}_files/0/0_0.png", params={"axis": "y"}), 400, "USAGE")
-    assert_error(client.get(f"/v1/tiles/{volume}.dzi", params={"axis": "w"}), 422, "REQUEST_INVALID")
+    # malformed slices are the same coded 400 as in the Jupyter extension (not FastAPI's own 422)
+    for bad in ({"axis": "w"}, {"index": "-1"}, {"index": "x1"}, {"index": str(MAX_INDEX + 1)}):
+        answer = client.get(f"/v1/tiles/{volume}.dzi", params=bad)
+        details = assert_error(answer, 400, "USAGE")["details"]
+        assert details["field"] == next(iter(bad)) and "etag" not in answer.headers, details
+    params = {p["name"]: p["schema"] for p in client.get("/v1/openapi.json").json()["paths"][
+        "/v1/tiles/{version}.dzi"]["get"]["parameters"]}  # fmt: skip
+    assert params["axis"]["enum"] == ["z", "y", "x"] and params["index"]["pattern"] == "^[0-9]+$"
 
 
 def test_bad_tile_paths(client: TestClient, lib: Library, geo: str) -> None:

@@ -19,6 +19,7 @@ from imagelib.api.params import VersionId
 from imagelib.tiling import http
 from imagelib.tiling.colormap import ANCHORS
 from imagelib.tiling.http import (
+    AXES,
     IMMUTABLE,
     MAX_INDEX,
     MEDIA,
@@ -35,7 +36,7 @@ CHAIN_DOC = (
     "URL-encoded JSON filter chain applied on the fly (native pixel grid, before scaling); spatial "
     "parameters are in full-resolution pixels and rescaled for each zoom level"
 )
-Axis = Literal["z", "y", "x"]
+INDEX_SCHEMA = {"pattern": "^[0-9]+$", "maxLength": len(str(MAX_INDEX))}
 AXIS_DOC = "volumes (z,y,x): show the slice across this axis (with index; default the middle one)"
 INDEX_DOC = "volumes: the slice index along axis (default z when only index is given)"
 BANDS_DOC = "1-based bands to show: one (e.g. 1) or three for RGB (e.g. 4,3,2); default 1,2,3 or 1"
@@ -53,12 +54,14 @@ async def tile_query(  # async: no threadpool hop per tile (chain texts are vali
     bands: str | None = Query(None, description=BANDS_DOC),
     rescale: str | None = Query(None, description=RESCALE_DOC),
     colormap: str | None = Query(None, description=COLORMAP_DOC),
-    axis: Axis | None = Query(None, description=AXIS_DOC),
-    index: int | None = Query(None, ge=0, le=MAX_INDEX, description=INDEX_DOC),
+    axis: str | None = Query(None, description=AXIS_DOC, json_schema_extra={"enum": list(AXES)}),
+    index: str | None = Query(None, description=INDEX_DOC, json_schema_extra=INDEX_SCHEMA),
     svc: Service = Depends(service),
 ) -> TileQuery:
     """The query of a tile URL, parsed by the grammar's one parser (the declared parameters document it
-    in the OpenAPI; malformed values are coded 400s naming the field)."""
+    in the OpenAPI; malformed values are coded 400s naming the field). ``axis`` and ``index`` are declared
+    as text so that FastAPI does not answer a 422 of its own first: a bad slice is a 400 ``USAGE`` here
+    as in the Jupyter extension."""
     return parse_tile_query(request.query_params.get, svc.settings.max_chain_bytes)
 
 
