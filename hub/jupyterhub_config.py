@@ -40,6 +40,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from imagelib.auth.kernel import unverified_claims
+from imagelib.config import decimal
 
 c = get_config()  # noqa: F821 -- provided by JupyterHub when it executes this file
 
@@ -71,6 +72,14 @@ def discover(issuer: str) -> dict[str, Any]:
     return doc
 
 
+def whole(variable: str, default: int) -> int:
+    """A whole number (ASCII digits) from the environment, or a configuration error naming it."""
+    value = os.environ.get(variable, "").strip() or str(default)
+    if not decimal(value):
+        fail(variable, f"= {value!r} is not a whole number of ASCII digits")
+    return int(value)
+
+
 def roles(variable: str, default: str) -> set[str]:
     """A comma-separated role list from the environment."""
     return {r.strip() for r in os.environ.get(variable, default).split(",") if r.strip()}
@@ -88,7 +97,10 @@ HUB_URL = os.environ.get("IMAGELIB_HUB_URL", "http://127.0.0.1:8000").rstrip("/"
 STATE = Path(os.environ.get("IMAGELIB_HUB_STATE", ".")).resolve()
 USER_ROLES = roles("IMAGELIB_HUB_USER_ROLES", "jupyterhub:user")
 ADMIN_ROLES = roles("IMAGELIB_HUB_ADMIN_ROLES", "jupyterhub:admin")
-REFRESH_MARGIN = float(os.environ.get("IMAGELIB_HUB_REFRESH_MARGIN", "30"))
+REFRESH_MARGIN = whole("IMAGELIB_HUB_REFRESH_MARGIN", 30)
+HUB_PORT = whole("IMAGELIB_HUB_PORT", 8081)
+PROXY_API_PORT = whole("IMAGELIB_HUB_PROXY_API_PORT", 8001)
+CULL_TIMEOUT = whole("IMAGELIB_HUB_CULL_TIMEOUT", 3600)
 OIDC = discover(ISSUER)
 BIN = Path(sys.executable).parent  # the environment JupyterHub runs in also has imagelib and the lab
 
@@ -237,10 +249,10 @@ a.custom_403_message = (
 # -- the hub, the proxy, the state ---------------------------------------------------------------------------
 STATE.mkdir(parents=True, exist_ok=True)
 c.JupyterHub.bind_url = f"{HUB_URL}/"
-c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ.get('IMAGELIB_HUB_PORT', '8081')}"
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{HUB_PORT}"
 c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
-c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{os.environ.get('IMAGELIB_HUB_PROXY_API_PORT', '8001')}"
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{PROXY_API_PORT}"
 c.ConfigurableHTTPProxy.pid_file = str(STATE / "jupyterhub-proxy.pid")
 _chp = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "configurable-http-proxy"
 if _chp.exists():  # the npm copy pinned in package.json; else one on PATH (the z2jh image has its own)
@@ -267,7 +279,7 @@ c.JupyterHub.services = [
             sys.executable,
             "-m",
             "jupyterhub_idle_culler",
-            f"--timeout={int(os.environ.get('IMAGELIB_HUB_CULL_TIMEOUT', '3600'))}",
+            f"--timeout={CULL_TIMEOUT}",
         ],
     }
 ]

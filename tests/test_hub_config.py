@@ -47,6 +47,18 @@ def test_missing_setting_stops_the_hub_with_its_name(missing: str, tmp_path: Pat
     assert not (tmp_path / "jupyterhub.sqlite").exists()  # stopped before touching anything
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"), [("IMAGELIB_HUB_CULL_TIMEOUT", "1h"), ("IMAGELIB_HUB_PORT", "٨٠")]
+)
+def test_a_malformed_number_stops_the_hub_with_its_name(variable: str, value: str, tmp_path: Path) -> None:
+    with running() as idp:
+        env = {**settings(idp.issuer, tmp_path), variable: value}
+        done = start_hub(env, tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"configuration error: {variable} = {value!r} is not a whole number" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "jupyterhub.sqlite").exists()
+
+
 def test_unreachable_issuer_is_a_configuration_error(tmp_path: Path) -> None:
     done = start_hub(settings(f"http://127.0.0.1:{free_port()}/realms/imagelib", tmp_path), tmp_path)
     assert done.returncode == 2, done.stderr[-2000:]
