@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dask.array as da
+import h5py
 import numpy as np
 import pytest
 import rasterio
@@ -225,6 +226,32 @@ def test_plain_tiled_tiff_pixel_interleaved_and_planar_equal_the_geotiff(lib: Pa
         assert summary["format"] == "tiff" and summary["dims"] == ["band", "y", "x"], summary
         for level, (a, b) in enumerate(zip(levels_of(summary["version"]), reference, strict=True)):
             np.testing.assert_array_equal(a, b, err_msg=f"{name} level {level}")
+
+
+def test_chunked_hdf5_and_zarr_are_read_in_z_order_and_store_the_same_levels(
+    lib: Path, tmp_path: Path
+) -> None:
+    data = raster(3, 2300, 2500, seed=12)
+    reference = levels_of(imagelib.ingest(geotiff(tmp_path / "ref.tif", data), "layouts", "zref")["version"])
+    h5 = tmp_path / "chunked.h5"
+    with h5py.File(h5, "w") as fh:
+        fh.create_dataset("img", data=data[0], chunks=(256, 512), compression="gzip")
+        fh.create_dataset("flat", data=data[0])  # contiguous: read in strips
+    zpath = tmp_path / "chunked.zarr"
+    zarr.create_array(zpath, shape=data.shape, chunks=(3, 512, 512), dtype=data.dtype)[...] = data
+    cases = {
+        f"{h5}#/img": (reference, True),
+        f"{h5}#/flat": (reference, False),
+        str(zpath): (reference, True),
+    }
+    for source, (levels, tiled) in cases.items():
+        opened = open_array(source)
+        assert is_tiled(opened.encoding, 2500) == tiled, source
+        summary = imagelib.ingest(source, "layouts", f"z{len(source)}{tiled}")
+        stored = levels_of(summary["version"])
+        for level, (a, b) in enumerate(zip(stored, levels, strict=True)):
+            expected = b if a.ndim == b.ndim else b[0]  # the HDF5 datasets hold band 1 only
+            np.testing.assert_array_equal(a, expected, err_msg=f"{source} level {level}")
 
 
 @pytest.mark.parametrize("local", [False, True])

@@ -13,7 +13,7 @@ import xarray as xr
 from imagelib.errors import InputError
 from imagelib.formats.detect import HDF5_MAGIC, HDF5_SUPERBLOCK_OFFSETS, has_magic
 from imagelib.formats.georef import check_plausible, crs_label
-from imagelib.formats.lazy import LazySource, guard_dimensions, to_dask
+from imagelib.formats.lazy import LazySource, guard_dimensions, preferred_chunks, to_dask, yx_chunks
 from imagelib.formats.meta import RasterMeta
 
 IRREGULAR_TOLERANCE = 1e-3  # relative step difference above which 1-D coordinates are not an affine grid
@@ -65,6 +65,8 @@ def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
             )
         dtype, meta = _decode(fh, obj, f"{path}#{name}")
         shape, dims = tuple(obj.shape), _dims(obj)
+        # a chunked dataset is read like a tiled TIFF (Z-order blocks when its chunks divide 1024)
+        encoding = preferred_chunks(obj.chunks[-2:]) if obj.chunks else {}
     local = threading.local()
 
     def read(key: tuple[slice, ...]) -> np.ndarray:
@@ -72,9 +74,12 @@ def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
             local.ds = h5py.File(path, "r")[name]
         return np.asarray(local.ds[key]).view(dtype)
 
-    data = to_dask(LazySource(shape, dtype, read))
+    chunks = (*(1,) * (len(shape) - 2), *yx_chunks(*shape[-2:], encoding)) if encoding else None
+    data = to_dask(LazySource(shape, dtype, read), chunks)
     meta.address = name
-    return xr.DataArray(data, dims=dims, attrs=meta.to_attrs())
+    out = xr.DataArray(data, dims=dims, attrs=meta.to_attrs())
+    out.encoding.update(encoding)
+    return out
 
 
 def candidate_datasets(fh: h5py.File) -> list[str]:

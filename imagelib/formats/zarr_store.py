@@ -10,7 +10,7 @@ import xarray as xr
 import zarr
 
 from imagelib.errors import InputError
-from imagelib.formats.lazy import guard_dimensions
+from imagelib.formats.lazy import guard_dimensions, preferred_chunks
 from imagelib.formats.meta import RasterMeta
 
 NGFF_AXES = {"t": "t", "c": "band", "z": "z", "y": "y", "x": "x"}
@@ -110,7 +110,9 @@ def _to_dataarray(
     meta.address = address
     meta.source_shape = list(arr.shape)
     meta.fill_value = None if fill is None else float(fill)
-    return xr.DataArray(data[index], dims=tuple(dims), attrs=meta.to_attrs())
+    out = xr.DataArray(data[index], dims=tuple(dims), attrs=meta.to_attrs())
+    out.encoding.update(preferred_chunks(arr.chunks[-2:]))  # y, x are the last axes (NGFF and default)
+    return out
 
 
 def _default_axes(ndim: int) -> list[str]:
