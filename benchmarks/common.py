@@ -8,7 +8,10 @@ Every side of a comparison is a fresh subprocess measured the same way:
   and the sum of PSS (shared pages split between the processes mapping them, so forked workers are not
   counted twice) every 200 ms, as PSS is costly to read;
 - dirty pages flushed (``sync``) before each measurement, untimed, so no side pays for writing back
-  the previous side's output. ``wait4``'s ``ru_maxrss`` is not used: it carries the parent's footprint across
+  the previous side's output, and (where the benchmark may: root) the page cache emptied before the
+  side's inputs are warmed, so every side starts from the same cache, holding its inputs only: with the
+  cache full of earlier outputs, every writer pays for evicting them (an ingest took 5.0–5.3 s instead of
+  3.9–4.3 s on the same code). ``wait4``'s ``ru_maxrss`` is not used: it carries the parent's footprint across
   fork/exec (a parent holding 400 MiB made ``sha256sum`` "use" 426 MiB).
 """
 
@@ -142,11 +145,25 @@ def interleaved(
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
     for _ in range(runs):
         for name, side in sides.items():
+            drop_page_cache()
             if before:
                 before(name)
             os.sync()
             results[name].append(side())
     return {name: summarise(r) for name, r in results.items()}
+
+
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def drop_page_cache() -> bool:
+    """Write back and empty the page cache (needs root; False, doing nothing, otherwise)."""
+    os.sync()
+    try:
+        DROP_CACHES.write_text("3\n")
+    except OSError:
+        return False
+    return True
 
 
 def warm(*paths: Path) -> None:
@@ -166,6 +183,7 @@ def machine() -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "page_cache_dropped": os.access(DROP_CACHES, os.W_OK),
     }
 
 
@@ -197,6 +215,17 @@ TABLE_HEAD = [
 MEMORY_NOTE = (
     "Times: median of {runs} interleaved runs (min–max). Memory: median over runs of the peak summed PSS "
     "of the whole process tree, sampled every 200 ms (RSS every 20 ms); dirty pages flushed (sync) before "
-    "each measurement. Every side is a fresh process (start-up included). "
+    "each measurement{cache}. Every side is a fresh process (start-up included). "
     "Machine: {cores} cores, {memory_gib} GiB, load average {loadavg_at_start} at the start."
 )
+
+
+def memory_note(report: dict[str, Any]) -> str:
+    """The footer under a results table: how times and memory were taken, and on what."""
+    machine = report["machine"]
+    cache = (
+        ", and the page cache emptied before the inputs were warmed"
+        if machine.get("page_cache_dropped")
+        else ""
+    )
+    return MEMORY_NOTE.format(runs=report["runs"], cache=cache, **machine)

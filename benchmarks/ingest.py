@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from common import MEMORY_NOTE, TABLE_HEAD, cell, interleaved, machine, measure, ratio, row, warm
+from common import TABLE_HEAD, cell, interleaved, machine, measure, memory_note, ratio, row, warm
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
@@ -145,7 +145,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"imagelib ingest peak memory from {sizes[0]['input']['shape'][1]}² to "
             f"{sizes[-1]['input']['shape'][1]}²: {first:.0f} → {last:.0f} MiB ({change:+.0f} %)."
         )
-    lines.append(MEMORY_NOTE.format(runs=report["runs"], **report["machine"]))
+    lines.append(memory_note(report))
     return "\n".join(lines)
 
 

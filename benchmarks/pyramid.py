@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from common import MEMORY_NOTE, TABLE_HEAD, cell, combine, interleaved, machine, measure, ratio, row, warm
+from common import TABLE_HEAD, cell, combine, interleaved, machine, measure, memory_note, ratio, row, warm
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
@@ -444,7 +444,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"({(b / a - 1) * 100:+.0f} %); vips {first['vips_dzsave']['peak_pss_mib']['median']:.0f} → "
             f"{last['vips_dzsave']['peak_pss_mib']['median']:.0f} MiB."
         )
-    lines.append(MEMORY_NOTE.format(runs=report["runs"], **report["machine"]))
+    lines.append(memory_note(report))
     return "\n".join(lines)
 
 
