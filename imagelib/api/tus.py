@@ -127,6 +127,14 @@ def _require_version(tus_resumable: str | None) -> None:
         )
 
 
+def _opened(svc: Service, audit: Audited, upload_id: str, action: str) -> Upload:
+    """An existing upload, once the caller may write into its namespace (the opening of every request on
+    one upload, after the protocol version check)."""
+    upload = Upload.find(svc, upload_id)
+    audit.allow(upload.info["namespace"], "write", action, upload_id)
+    return upload
+
+
 def _answer(run: Callable[[], Any]) -> Any:
     """Coded errors as tus answers (they carry Tus-Resumable/Tus-Version too)."""
 
@@ -266,8 +274,7 @@ def router(prefix: str = "/v1") -> APIRouter:
 
         async def run() -> Response:
             _require_version(tus_resumable)
-            upload = Upload.find(svc, upload_id)
-            audit.allow(upload.info["namespace"], "write", "upload.head", upload_id)
+            upload = _opened(svc, audit, upload_id, "upload.head")
             headers = {"Upload-Offset": str(upload.offset), "Upload-Length": str(upload.info["length"])}
             if upload.info["metadata"]:
                 headers["Upload-Metadata"] = upload.info["metadata"]
@@ -294,8 +301,7 @@ def router(prefix: str = "/v1") -> APIRouter:
             _require_version(tus_resumable)
             if (content_type or "").split(";")[0].strip() != OFFSET_TYPE:
                 raise error("REQUEST_INVALID", f"Content-Type must be {OFFSET_TYPE}", field="Content-Type")
-            upload = Upload.find(svc, upload_id)
-            audit.allow(upload.info["namespace"], "write", "upload.patch", upload_id)
+            upload = _opened(svc, audit, upload_id, "upload.patch")
             checksum = parse_checksum(upload_checksum)
             try:
                 with upload.lock():
@@ -333,8 +339,7 @@ def router(prefix: str = "/v1") -> APIRouter:
 
         async def run() -> Response:
             _require_version(tus_resumable)
-            upload = Upload.find(svc, upload_id)
-            audit.allow(upload.info["namespace"], "write", "upload.delete", upload_id)
+            upload = _opened(svc, audit, upload_id, "upload.delete")
             if not upload.info.get("job"):  # queued ingests still read the file
                 shutil.rmtree(upload.folder, ignore_errors=True)
             audit.record("upload.delete", upload.info["namespace"], upload_id)
