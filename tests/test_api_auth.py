@@ -15,7 +15,7 @@ import imagelib
 from imagelib.api import ApiSettings, create_app
 from imagelib.context import Library
 from imagelib.idp import running
-from tests.test_api import GEO, PLAIN, assert_error, upload
+from tests.test_api import GEO, PLAIN, assert_error, tus_meta, upload
 
 PASSWORDS = {
     "alice": "alice-password",
@@ -97,6 +97,27 @@ def test_rbac_per_namespace_and_operation(secured: tuple) -> None:
     job = accepted.json()["job"]
     assert client.get(f"/v1/jobs/{job}", headers=alice).status_code == 200
     assert_error(client.get(f"/v1/jobs/{job}", headers=carol), 403, "FORBIDDEN")
+
+
+def test_a_resumable_upload_is_only_for_writers_of_its_namespace(secured: tuple) -> None:
+    """HEAD, PATCH and DELETE of an existing tus upload check the caller's write role in the upload's
+    namespace, as its creation did: a reader (bob) or a writer elsewhere (carol) gets a coded 403."""
+    client, _, ctx = secured
+    tus = {"Tus-Resumable": "1.0.0"}
+    meta = tus_meta(namespace="landsat", dataset="resumed")
+    created = client.post(
+        "/v1/tus/", headers={**ctx["alice"], **tus, "Upload-Length": "4", "Upload-Metadata": meta}
+    )
+    assert created.status_code == 201, created.text
+    url = created.headers["location"]
+    patch = {**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    for user in ("bob", "carol"):
+        assert client.head(url, headers={**ctx[user], **tus}).status_code == 403  # a HEAD answer has no body
+        assert_error(client.patch(url, content=b"ab", headers={**ctx[user], **patch}), 403, "FORBIDDEN")
+        assert_error(client.delete(url, headers={**ctx[user], **tus}), 403, "FORBIDDEN")
+    mine = client.head(url, headers={**ctx["alice"], **tus})
+    assert mine.status_code == 200 and mine.headers["upload-offset"] == "0"  # nothing was written or removed
+    assert client.delete(url, headers={**ctx["alice"], **tus}).status_code == 204
 
 
 def test_audit_is_for_admins_and_names_the_actor(secured: tuple) -> None:
