@@ -375,9 +375,11 @@ class PyramidWriter:
     """
 
     #: writes allowed in flight: compression and file I/O release the GIL, so one writer thread overlaps
-    #: them with reading the next block; the bound keeps memory flat (a Z-order block is a chunk, small)
+    #: them with reading the next block; the bound keeps memory flat. Z-order blocks are one chunk each,
+    #: so more of them may wait, up to MAX_BLOCKS_IN_FLIGHT and IN_FLIGHT_BYTES.
     MAX_IN_FLIGHT = 2
     MAX_BLOCKS_IN_FLIGHT = 8
+    IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
     def __init__(self, group: zarr.Group, dims: Sequence[str], nodata: Any = None):
         self.group, self.nodata = group, nodata
@@ -421,7 +423,9 @@ class PyramidWriter:
         """A ``CHUNK``² block of level 0 in Z order: store it, then complete its parents."""
         rows, cols = index[-2:]
         if rows.start == 0 and cols.start == 0:  # a new slab
-            self.lead, self._bound = tuple(s.start or 0 for s in index[:-2]), self.MAX_BLOCKS_IN_FLIGHT
+            self.lead = tuple(s.start or 0 for s in index[:-2])
+            fits = self.IN_FLIGHT_BYTES // max(1, block.nbytes)
+            self._bound = max(self.MAX_IN_FLIGHT, min(self.MAX_BLOCKS_IN_FLIGHT, fits))
         self._store(0, rows.start, block, cols.start)
         self._complete(0, rows.start // CHUNK, cols.start // CHUNK, block)
 

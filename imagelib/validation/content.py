@@ -115,7 +115,9 @@ def _as_numpy(block: Any) -> np.ndarray:
     """A block as NumPy. A block of one dask chunk is computed as a Delayed and handed over read-only:
     ``np.asarray`` copies single-chunk results (dask guards against aliasing a buffer of the graph),
     a second allocation and copy of every strip — 48 MB each for a 16000-wide RGB image, ~1 s of an
-    805 MB ingest."""
+    805 MB ingest. The one task runs in this thread (dask's synchronous scheduler): a pool gains nothing
+    for one task, and each hand-off to a pool thread waits for the GIL, which an ingest's writer and hash
+    threads hold often."""
     if getattr(block, "npartitions", None) != 1:
         return np.asarray(block)
     (chunk,) = block.to_delayed().ravel()
