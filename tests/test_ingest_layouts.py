@@ -187,6 +187,20 @@ def test_z_order_pyramid_keeps_one_open_chunk_per_level(tmp_path: Path) -> None:
         np.testing.assert_array_equal(group[str(level)][...], two_pass[str(level)][...], f"level {level}")
 
 
+@pytest.mark.parametrize(("bands", "dtype", "bound"), [(3, "uint8", 8), (5, "float64", 2)])
+def test_z_order_writes_in_flight_are_bounded_by_bytes(bands: int, dtype: str, bound: int) -> None:
+    """3 MiB blocks: 8 may wait for the writer thread; 40 MiB blocks: 2 (64 MiB budget, at least 2)."""
+    data = xr.DataArray(
+        da.zeros((bands, 1100, 1100), dtype=dtype, chunks=(bands, 2048, 2048)), dims=("band", "y", "x")
+    )
+    data.encoding["preferred_chunks"] = {"y": 256, "x": 256}
+    group = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    with multiscale.PyramidWriter(group, data.dims) as writer:
+        index, block = next(iter_blocks(data))
+        writer.write(index, block)
+        assert writer._bound == bound
+
+
 def test_a_missing_z_order_block_is_an_error_not_a_short_pyramid(tmp_path: Path) -> None:
     a = np.zeros((3000, 3000), dtype=np.uint16)
     data = xr.DataArray(da.from_array(a, chunks=2048), dims=("y", "x"))
