@@ -268,20 +268,28 @@ def test_chunked_hdf5_and_zarr_are_read_in_z_order_and_store_the_same_levels(
             np.testing.assert_array_equal(a, expected, err_msg=f"{source} level {level}")
 
 
+@pytest.mark.parametrize("tiled", [False, True])
 @pytest.mark.parametrize("local", [False, True])
 @pytest.mark.parametrize("shape", [(5, 1500, 1100), (4, 2049, 700), (3, 1101, 2300)])
 def test_volume_streamed_in_one_pass_equals_the_two_pass_build(
-    tmp_path: Path, shape: tuple[int, int, int], local: bool
+    tmp_path: Path, shape: tuple[int, int, int], local: bool, tiled: bool
 ) -> None:
+    """Slabs of z planes, each in strips or (a chunked source: HDF5, Zarr) in Z-order blocks."""
     a = np.random.default_rng(5).integers(0, 60000, shape, dtype=np.uint16)
     a[:, :7, :9] = 0  # some nodata
     data = xr.DataArray(da.from_array(a, chunks=(1, 512, 512)), dims=("z", "y", "x"), attrs={"nodata": 0})
+    if tiled:
+        data.encoding["preferred_chunks"] = {"y": 512, "x": 512}
     where = zarr.storage.LocalStore(tmp_path / "v.zarr") if local else zarr.storage.MemoryStore()
     streamed = multiscale.create(where, data, {})
     with multiscale.PyramidWriter(streamed, data.dims, nodata=0) as writer:
         assert (writer.writers[0].folder is not None) == local  # both chunk writers are under test
         blocks = list(iter_blocks(data, block_bytes=5 * 1024 * 1024))  # slabs of 2 planes, 1024-row strips
         assert len({index[0].start for index, _ in blocks}) > 1 < len({index[1].start for index, _ in blocks})
+        assert {len(index) for index, _ in blocks} == {3 if tiled else 2}  # z, y and x slices in Z order
+        planes = max(index[0].stop - index[0].start for index, _ in blocks)
+        read = min(shape[1], 2048) * min(shape[2], 2048) if tiled else 1024 * shape[2]
+        assert planes == max(1, 5 * 1024 * 1024 // (read * 2))  # a slab's read stays within the budget
         for index, block in blocks:
             writer.write(index, block)
         writer.close()

@@ -33,18 +33,20 @@ def iter_blocks(
     # looked up per call (not bound as a default) so a caller or test can change the module's budget
     block_bytes = BLOCK_BYTES if block_bytes is None else block_bytes
     height, width = data.shape[-2], data.shape[-1]
-    row_bytes = width * data.dtype.itemsize
+    tiled = is_tiled(data.encoding, width)
+    # one plane of one read: a 2·STRIP_ROWS square (Z order), else STRIP_ROWS whole rows
+    side = 2 * STRIP_ROWS
+    read_bytes = (min(height, side) * min(width, side) if tiled else STRIP_ROWS * width) * data.dtype.itemsize
     if data.ndim == 2:
         leads: list[tuple[slice, ...]] = [()]
     elif data.dims[0] == "band":
         leads = [(slice(0, data.shape[0]),)]
-        row_bytes *= data.shape[0]
+        read_bytes *= data.shape[0]
     else:  # z: as many planes per block as the budget allows
-        step = max(1, block_bytes // max(1, row_bytes * STRIP_ROWS))
+        step = max(1, block_bytes // max(1, read_bytes))
         leads = [(slice(z, min(z + step, data.shape[0])),) for z in range(0, data.shape[0], step)]
-        row_bytes *= step  # a strip spans the slab's planes: keep the block within the budget
-    rows = STRIP_ROWS * max(1, block_bytes // max(1, row_bytes * STRIP_ROWS))
-    tiled = is_tiled(data.encoding, width)
+        read_bytes *= step  # a read spans the slab's planes: keep it within the budget
+    rows = STRIP_ROWS * max(1, block_bytes // max(1, read_bytes))
     for lead in leads:
         if tiled:
             yield from _z_order_blocks(data, lead)
