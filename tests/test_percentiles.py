@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+import xarray as xr
+import zarr
 
-from imagelib.stored import _band_percentiles
+from imagelib import multiscale, stored
+from imagelib.stored import _band_percentiles, percentiles
 
 
 def reference(plane: np.ndarray, nodata: float | None) -> tuple[float | None, float | None]:
@@ -47,3 +52,38 @@ def test_other_dtypes_take_numpy_and_skip_nan() -> None:
     assert _band_percentiles(floats, None) == (lo, hi)
     wide = rng.integers(0, 2**20, (30, 40)).astype(np.int32)
     assert _band_percentiles(wide, None) == reference(wide, None)
+
+
+def volume_group(a: np.ndarray) -> tuple[Any, xr.DataArray]:
+    """A stored-like multiscale of a z,y,x volume (every level filled) and its DataArray."""
+    data = xr.DataArray(a, dims=("z", "y", "x"))
+    group = multiscale.create(zarr.storage.MemoryStore(), data, {})
+    group["0"][...] = a
+    multiscale.build_lower_levels(group)
+    return group, data
+
+
+def test_volume_stats_level_bounds_the_pixels_of_all_planes() -> None:
+    """40 planes of 600²: level 0 holds 14.4 M values, level 1 3.6 M ≤ 2048²; the stretch is np.percentile
+    of every value of level 1."""
+    a = np.random.default_rng(3).integers(0, 4000, (40, 600, 600), dtype=np.uint16)
+    group, data = volume_group(a)
+    stats = percentiles(group, data)
+    assert stats["stats_level"] == 1
+    assert (stats["p2"][0], stats["p98"][0]) == reference(group["1"][...], None)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_a_volume_too_deep_for_any_level_is_read_plane_by_plane(
+    dtype: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Budget 64²: even the last level (40 × 150²) is over it. 16-bit: exact over every plane (summed
+    histograms); float: evenly spaced planes within the budget (here only the first)."""
+    a = np.random.default_rng(4).integers(0, 4000, (40, 600, 600)).astype(dtype)
+    group, data = volume_group(a)
+    monkeypatch.setattr(stored, "STATS_LEVEL_SIDE", 64)
+    stats = percentiles(group, data)
+    last = group[str(len(group) - 1)][...]
+    assert stats["stats_level"] == len(group) - 1 == 2
+    expected = reference(last if dtype == np.uint16 else last[:1], None)
+    assert (stats["p2"][0], stats["p98"][0]) == expected
