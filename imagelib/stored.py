@@ -88,12 +88,13 @@ class Staging:
         from imagelib.validation.content import read_through
 
         group = multiscale.create(self.store.zarr_store(f"{self.key}/image.zarr"), data, attrs)
+        bands = band_count(data)
         with multiscale.PyramidWriter(group, data.dims, data.attrs.get("nodata")) as pyramid:
 
             def write(index: tuple[slice, ...], block: np.ndarray) -> None:
                 pyramid.write(index, block)
                 if on_pixels:
-                    on_pixels(block.size // (data.sizes["band"] if "band" in data.dims else 1))
+                    on_pixels(block.size // bands)
 
             stats = read_through(data, on_block=write)
             pyramid.close()
@@ -113,7 +114,12 @@ def store_stats(group: Any, data: xr.DataArray, attrs: dict[str, Any], stats: Co
 
 def total_pixels(data: xr.DataArray) -> int:
     """Pixels per band a full read-through covers (y × x × z planes): the progress bar's total."""
-    return data.size // (data.sizes["band"] if "band" in data.dims else 1)
+    return data.size // band_count(data)
+
+
+def band_count(data: xr.DataArray) -> int:
+    """How many bands (1 for single-band images and volumes)."""
+    return data.sizes["band"] if "band" in data.dims else 1
 
 
 def percentiles(group: Any, data: xr.DataArray) -> dict[str, Any]:
