@@ -8,11 +8,14 @@ in the catalog in one transaction, only after it verified — a killed ingest le
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import xarray as xr
@@ -24,6 +27,7 @@ from imagelib.errors import ImagelibError, InputError, UsageError, ValidationFai
 from imagelib.formats import open_array, split_address
 from imagelib.hashing import file_sha256, jsonable
 from imagelib.jobs import create_job, update_job
+from imagelib.storage import Store
 from imagelib.stored import Provenance, Staging, record, store_stats, total_pixels, version_row
 from imagelib.validation import build_report, checksum_issue, describe, load_rules
 from imagelib.validation.rules import RuleSet
@@ -230,19 +234,17 @@ def _known_version(catalog: Catalog, request: IngestRequest) -> str | None:
 
 def _ingest_new(request: IngestRequest, lib: Library) -> dict[str, Any]:
     """Copy + hash the source while validating and writing the pyramid; publish; record."""
-    data, path, store, catalog = request.data, request.path, lib.store, lib.catalog
+    data, store, catalog = request.data, lib.store, lib.catalog
     namespace, dataset = request.namespace, request.dataset
-    source_key = f"source/{path.name}"
-    with Staging(store) as staging:
+    copy = SourceCopy(store, request.path, request.size, request.progress)
+    with copy, Staging(store, copy.staging) as staging:
         attrs = {**data.attrs, "name": f"{namespace}/{dataset}", "dims": list(data.dims)}
-        bars = _bars(request.progress, request.size, total_pixels(data))
-        with ThreadPoolExecutor(1) as pool, bars as (bytes_bar, pixels_bar):
-            copied = pool.submit(store.put_file, path, f"{staging.key}/{source_key}", bytes_bar.update)
+        with progress_bar(request.progress, total_pixels(data), "px", "validate+write") as pixels_bar:
             try:
                 group, stats = staging.write_levels(data, attrs, pixels_bar.update)
             except InputError as exc:  # undecodable pixels: the input is invalid, not the system broken
                 raise ValidationFailed(request.report([exc.to_dict()])) from exc
-            digest = copied.result()
+        digest = copy.digest()
         errors = stats.issues(request.rules) + checksum_issue(request.declared_sha256, digest)
         if errors:
             raise ValidationFailed(request.report(errors, sha256=digest))
@@ -252,7 +254,7 @@ def _ingest_new(request: IngestRequest, lib: Library) -> dict[str, Any]:
             catalog.link_version(version, namespace, dataset)
             return summary(catalog.get_version(version), namespace, dataset, deduplicated=True)
         full_stats = store_stats(group, data, {**attrs, "version": version, "sha256": digest}, stats)
-        store.verify_size(f"{staging.key}/{source_key}", request.size)
+        store.verify_size(copy.key, request.size)
         staging.publish(version)
     origin = Provenance(checksum=digest, size=request.size, address=request.address)
     row = version_row(version, data, store.key_url(f"versions/{version}"), full_stats, origin)
@@ -260,23 +262,56 @@ def _ingest_new(request: IngestRequest, lib: Library) -> dict[str, Any]:
     return summary(catalog.get_version(version), namespace, dataset)
 
 
-class _bars:
-    """Two tqdm bars on stderr (bytes hashed/copied, pixels validated/written); silent unless asked."""
+class CopyCancelled(Exception):
+    """Raised inside the copy thread to stop it: the ingest it served has failed."""
 
-    def __init__(self, enabled: bool, size: int, pixels: int):
-        self.enabled, self.size, self.pixels = enabled, size, pixels
 
-    def __enter__(self) -> tuple[tqdm, tqdm]:
-        opts = {"disable": not self.enabled, "file": sys.stderr, "leave": False}
-        self.bars = (
-            tqdm(total=self.size, unit="B", unit_scale=True, desc="hash+store", **opts),
-            tqdm(total=self.pixels, unit="px", unit_scale=True, desc="validate+write", **opts),
-        )
-        return self.bars
+class SourceCopy:
+    """The original's bytes stored under ``<staging>/source/<name>`` of a fresh staging prefix and hashed
+    on a background thread (``sendfile`` and hashlib release the GIL) while the pixels are validated
+    and written. Leaving the block on an error stops the copy at its next block, so a failed ingest of
+    a large file does not wait for its copy to finish, and removes the prefix."""
 
-    def __exit__(self, *exc: object) -> None:
-        for bar in self.bars:
-            bar.close()
+    def __init__(self, store: Store, path: Path, size: int, progress: bool) -> None:
+        self.store = store
+        self.staging = store.new_staging()
+        self.key = f"{self.staging}/source/{path.name}"
+        self._stop = threading.Event()
+        self._bar = progress_bar(progress, size, "B", "hash+store")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="source-copy")
+        self._future = self._pool.submit(store.put_file, path, self.key, self._on_bytes)
+
+    def digest(self) -> str:
+        """sha256 of the stored bytes, once the copy is complete (its errors raised here)."""
+        return self._future.result()
+
+    def _on_bytes(self, count: int) -> None:
+        if self._stop.is_set():
+            raise CopyCancelled
+        self._bar.update(count)
+
+    def __enter__(self) -> SourceCopy:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self._stop.set()
+        self._pool.shutdown(wait=True)  # never leave a thread writing into staging behind
+        self._bar.close()
+        if kind is not None:
+            # best effort, as Staging's: the first error is the one to report; `imagelib gc` removes
+            # whatever is left
+            with contextlib.suppress(Exception):
+                self.store.remove(self.staging)
+
+
+def progress_bar(enabled: bool, total: int, unit: str, desc: str) -> tqdm:
+    """A tqdm bar on stderr that leaves no line behind; silent unless asked."""
+    return tqdm(
+        total=total, unit=unit, unit_scale=True, desc=desc, disable=not enabled, file=sys.stderr, leave=False
+    )
 
 
 def summary(row: dict[str, Any], namespace: str, dataset: str, deduplicated: bool = False) -> dict[str, Any]:

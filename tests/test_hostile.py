@@ -14,6 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import rasterio
 
 from imagelib.catalog import Catalog
 from imagelib.errors import ValidationFailed
@@ -287,3 +288,44 @@ def test_plain_rgb_tiff_is_band_first_with_correct_levels(tmp_path: Path, home: 
     assert stored.dims == ("band", "y", "x") and stored.shape == (3, 300, 500)
     np.testing.assert_array_equal(stored.values, rgb.transpose(2, 0, 1))
     np.testing.assert_array_equal(imagelib.open(version, level=1).values, downsample2(rgb.transpose(2, 0, 1)))
+
+
+def test_a_failed_ingest_stops_its_copy_and_leaves_nothing(
+    tmp_path: Path, catalog_env: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pixels that fail to decode midway: the copy of the original running beside the pixel pass stops
+    at its next block (it is not waited for to the end), and the staging prefix is removed."""
+    import threading
+
+    from imagelib import ingestion, stored
+    from imagelib.errors import InputError
+    from imagelib.hashing import BLOCK
+
+    source = tmp_path / "big.tif"
+    data = np.random.default_rng(0).integers(0, 255, (3, 2400, 2400), dtype=np.uint8)  # 17 MB: 3 blocks
+    with rasterio.open(source, "w", driver="GTiff", width=2400, height=2400, count=3, dtype="uint8") as dst:
+        dst.write(data)
+    assert source.stat().st_size > 2 * BLOCK
+    copied: list[int] = []
+    first_block = threading.Event()
+    original = ingestion.SourceCopy._on_bytes
+
+    def slow_copy(self: ingestion.SourceCopy, count: int) -> None:
+        copied.append(count)
+        first_block.set()
+        self._stop.wait(timeout=30)  # hold the copy until the ingest gives up (or 30 s pass)
+        original(self, count)
+
+    def failing_pixels(*_: object, **__: object) -> None:
+        first_block.wait(timeout=30)
+        raise InputError("block 7 does not decode")
+
+    monkeypatch.setattr(ingestion.SourceCopy, "_on_bytes", slow_copy)
+    monkeypatch.setattr(stored.Staging, "write_levels", failing_pixels)
+    with pytest.raises(ValidationFailed) as info:
+        ingest(source, "hostile", "stopped")
+    assert info.value.code == "FORMAT_CORRUPT"
+    assert copied == [BLOCK]  # the copy stopped after the block it was on
+    assert published(home) == []
+    staging = home / "store" / "staging"
+    assert not staging.exists() or list(staging.iterdir()) == []

@@ -103,3 +103,26 @@ def test_put_file_digest_and_bytes(tmp_path: Path, store: Store) -> None:
     expected = hashlib.sha256(b"a/x\0one" + b"b\0" + payload[:1000]).hexdigest()
     assert store.put_file(tree, f"{staging}/source/tree") == expected == file_sha256(tree)
     assert store.fs.cat_file(store.path(f"{staging}/source/tree/a/x")) == b"one"
+
+
+def test_put_file_reports_each_block_as_stored_and_stops_when_told(tmp_path: Path, store: Store) -> None:
+    """Progress comes block by block while the copy runs (not after it), and raising from the callback
+    stops the copy there: a failed ingest does not wait for its copy of a large file to finish."""
+    import os
+
+    from imagelib.hashing import BLOCK
+
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(3 * BLOCK + 7))
+    key = f"{store.new_staging()}/source/big.bin"
+    sizes: list[int] = []
+
+    def stop_after_the_first(count: int) -> None:
+        sizes.append(count)
+        stored = store.fs.size(store.path(key)) if store.fs.exists(store.path(key)) else 0
+        assert stored < source.stat().st_size  # told while copying, not once at the end
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        store.put_file(source, key, stop_after_the_first)
+    assert len(sizes) == 1 and 0 < sizes[0] <= BLOCK
