@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -361,12 +360,6 @@ def _full_chunk(part: np.ndarray, chunks: Sequence[int], fill: Any) -> np.ndarra
     return full
 
 
-#: chunk writer threads (compression and file I/O, both GIL-free): one per core, up to 4. With one, the
-#: writer was the bottleneck of a 16000² RGB ingest on 2 cores (busy 0.75–0.9 of a core while the
-#: reading thread idled at 0.2–0.5); with two the pass saturates both cores and took 0.5–1 s less
-WRITER_THREADS = max(1, min(4, os.cpu_count() or 1))
-
-
 class PyramidWriter:
     """Write level 0 block by block and cascade 2×2 means into every lower level in the same pass.
 
@@ -381,7 +374,7 @@ class PyramidWriter:
     slab's lower levels depend on that slab alone, and they are flushed when its last block arrives.
     """
 
-    #: writes allowed in flight: compression and file I/O release the GIL, so the writer threads overlap
+    #: writes allowed in flight: compression and file I/O release the GIL, so one writer thread overlaps
     #: them with reading the next block; the bound keeps memory flat. Z-order blocks are one chunk each,
     #: so more of them may wait, up to MAX_BLOCKS_IN_FLIGHT and IN_FLIGHT_BYTES.
     MAX_IN_FLIGHT = 2
@@ -397,7 +390,7 @@ class PyramidWriter:
         self.pending: list[np.ndarray | None] = [None] * len(self.arrays)
         self.rows = [0] * len(self.arrays)
         self.open: dict[tuple[int, int, int], list[Any]] = {}  # Z order: (level, cy, cx) → [chunk, children]
-        self._io = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="imagelib-chunks")
+        self._io = ThreadPoolExecutor(1, thread_name_prefix="imagelib-chunks")
         self._in_flight: deque[Future[None]] = deque()
         self._bound = self.MAX_IN_FLIGHT
 
