@@ -166,18 +166,24 @@ IMAGELIB_MODULES = (
 )
 
 
+def gdal2tiles_script() -> str | None:
+    """Debian's ``gdal2tiles.py`` (run with Debian's ``/usr/bin/python3`` and its GDAL bindings, not this
+    virtualenv's), or None when it is not installed."""
+    system = "/usr/bin:/bin"
+    return shutil.which("gdal2tiles.py", path=system) or shutil.which("gdal2tiles", path=system)
+
+
 def program_of(side: str) -> list[str] | None:
     """A cheap run of a side's program (by the side's name), loading the same libraries as the real run."""
     if side.startswith("imagelib"):
         return [sys.executable, "-c", IMAGELIB_MODULES]
-    gdal2tiles = shutil.which("gdal2tiles.py", path="/usr/bin:/bin") or shutil.which(
-        "gdal2tiles", path="/usr/bin:/bin"
-    )
+    if side.startswith("gdal2tiles"):
+        script = gdal2tiles_script()
+        return ["/usr/bin/python3", script, "--version"] if script else None
     programs = {
         "sha256sum": ["sha256sum", "/dev/null"],
         "vips": ["vips", "--version"],
         "gdal_translate": ["gdal_translate", "--version"],
-        "gdal2tiles": ["/usr/bin/python3", gdal2tiles or "gdal2tiles.py", "--version"],
     }
     return next((cmd for prefix, cmd in programs.items() if side.startswith(prefix)), None)
 

@@ -41,7 +41,19 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from common import TABLE_HEAD, cell, combine, interleaved, machine, measure, memory_note, ratio, row, warm
+from common import (
+    TABLE_HEAD,
+    cell,
+    combine,
+    gdal2tiles_script,
+    interleaved,
+    machine,
+    measure,
+    memory_note,
+    ratio,
+    row,
+    warm,
+)
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
@@ -213,9 +225,7 @@ def bench_dzi(work: Path, size: int, runs: int, archive: bool) -> dict[str, Any]
 
 def gdal2tiles_command(source: Path, out: Path, zooms: str, processes: int) -> list[str]:
     """``gdal2tiles.py --xyz`` with nearest-neighbour resampling, like imagelib's XYZ export."""
-    gdal2tiles = shutil.which("gdal2tiles.py", path="/usr/bin:/bin") or shutil.which(
-        "gdal2tiles", path="/usr/bin:/bin"
-    )
+    gdal2tiles = gdal2tiles_script()
     assert gdal2tiles
     return [
         "/usr/bin/python3",  # Debian's GDAL bindings, not this virtualenv's interpreter
@@ -262,9 +272,7 @@ def bench_xyz(work: Path, size: int, runs: int) -> dict[str, Any]:
         "imagelib_end_to_end": lambda: fresh.end_to_end(source, "xyz", out["imagelib_end_to_end"], cores),
         "imagelib_ingest_tiles": lambda: fresh.ingest_tiles(source, out["imagelib_ingest_tiles"], "xyz"),
     }
-    if shutil.which("gdal2tiles.py", path="/usr/bin:/bin") or shutil.which(
-        "gdal2tiles", path="/usr/bin:/bin"
-    ):
+    if gdal2tiles_script():
         clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}  # no virtualenv leaks in
         sides["gdal2tiles_p1"] = lambda: measure(
             gdal2tiles_command(source, out["gdal2tiles_p1"], zooms, 1), clean
