@@ -8,14 +8,12 @@ in the catalog in one transaction, only after it verified — a killed ingest le
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import xarray as xr
@@ -27,7 +25,6 @@ from imagelib.errors import ImagelibError, InputError, UsageError, ValidationFai
 from imagelib.formats import open_array, split_address
 from imagelib.hashing import file_sha256, jsonable
 from imagelib.jobs import create_job, update_job
-from imagelib.storage import Store
 from imagelib.stored import Provenance, Staging, record, store_stats, total_pixels, version_row
 from imagelib.validation import build_report, checksum_issue, describe, load_rules
 from imagelib.validation.rules import RuleSet
@@ -236,8 +233,7 @@ def _ingest_new(request: IngestRequest, lib: Library) -> dict[str, Any]:
     """Copy + hash the source while validating and writing the pyramid; publish; record."""
     data, store, catalog = request.data, lib.store, lib.catalog
     namespace, dataset = request.namespace, request.dataset
-    copy = SourceCopy(store, request.path, request.size, request.progress)
-    with copy, Staging(store, copy.staging) as staging:
+    with Staging(store) as staging, SourceCopy(staging, request.path, request.size, request.progress) as copy:
         attrs = {**data.attrs, "name": f"{namespace}/{dataset}", "dims": list(data.dims)}
         with progress_bar(request.progress, total_pixels(data), "px", "validate+write") as pixels_bar:
             try:
@@ -267,19 +263,18 @@ class CopyCancelled(Exception):
 
 
 class SourceCopy:
-    """The original's bytes stored under ``<staging>/source/<name>`` of a fresh staging prefix and hashed
-    on a background thread (``sendfile`` and hashlib release the GIL) while the pixels are validated
-    and written. Leaving the block on an error stops the copy at its next block, so a failed ingest of
-    a large file does not wait for its copy to finish, and removes the prefix."""
+    """The original's bytes stored under ``<staging>/source/<name>`` and hashed on a background thread
+    (``sendfile`` and hashlib release the GIL) while the pixels are validated and written. Leaving the
+    block on an error stops the copy at its next block and waits for it, so a failed ingest of a large
+    file does not wait for the whole copy, and the staging prefix (removed by :class:`Staging`, which
+    is left after this) has nobody writing into it."""
 
-    def __init__(self, store: Store, path: Path, size: int, progress: bool) -> None:
-        self.store = store
-        self.staging = store.new_staging()
-        self.key = f"{self.staging}/source/{path.name}"
+    def __init__(self, staging: Staging, path: Path, size: int, progress: bool) -> None:
+        self.key = f"{staging.key}/source/{path.name}"
         self._stop = threading.Event()
         self._bar = progress_bar(progress, size, "B", "hash+store")
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="source-copy")
-        self._future = self._pool.submit(store.put_file, path, self.key, self._on_bytes)
+        self._future = self._pool.submit(staging.store.put_file, path, self.key, self._on_bytes)
 
     def digest(self) -> str:
         """sha256 of the stored bytes, once the copy is complete (its errors raised here)."""
@@ -293,18 +288,11 @@ class SourceCopy:
     def __enter__(self) -> SourceCopy:
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is not None:
             self._stop.set()
         self._pool.shutdown(wait=True)  # never leave a thread writing into staging behind
         self._bar.close()
-        if kind is not None:
-            # best effort, as Staging's: the first error is the one to report; `imagelib gc` removes
-            # whatever is left
-            with contextlib.suppress(Exception):
-                self.store.remove(self.staging)
 
 
 def progress_bar(enabled: bool, total: int, unit: str, desc: str) -> tqdm:

@@ -56,10 +56,9 @@ def open_version(version: str, level: int = 0, *, lib: Library | None = None) ->
 class Staging:
     """A staging prefix of a store: removed again unless :meth:`publish` made it a version."""
 
-    def __init__(self, store: Store, key: str | None = None) -> None:
-        """A fresh prefix, or ``key``: one the caller created with ``store.new_staging()``."""
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.key = key or store.new_staging()
+        self.key = store.new_staging()
 
     def __enter__(self) -> Staging:
         return self
