@@ -26,9 +26,13 @@ def mosaic_shape(positions: np.ndarray, tile_shapes: np.ndarray) -> tuple[int, .
     return tuple(int(np.ceil(v - 1e-9)) for v in (positions + tile_shapes).max(axis=0))
 
 
+def _default_side(ndim: int) -> int:
+    """The default chunk side of a mosaic: 1024 for 2D (the stored chunk), 128 for volumes."""
+    return 1024 if ndim == 2 else 128
+
+
 def _default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
-    side = 1024 if len(shape) == 2 else 128
-    return tuple(min(side, n) for n in shape)
+    return tuple(min(_default_side(len(shape)), n) for n in shape)
 
 
 class _Placement:
@@ -220,7 +224,8 @@ def fuse(
     positions = np.asarray(positions, dtype=np.float64)
     shapes = np.array([a.shape[-tiles.ndim :] for a in tiles.arrays], dtype=np.int64)
     shape = mosaic_shape(positions, shapes)
-    declared = tuple(chunks) if chunks is not None else (1024,) * len(shape)  # before clipping to the shape
+    # the chunk side as declared, before _default_chunks clips it to the shape
+    declared = tuple(chunks) if chunks is not None else (_default_side(len(shape)),) * len(shape)
     chunks = tuple(chunks) if chunks is not None else _default_chunks(shape)
     arrays: list[Any] = list(tiles.arrays)
     if interpolation == "fourier":
