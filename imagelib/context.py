@@ -59,6 +59,19 @@ class Library:
                 self._catalog = Catalog(self.settings.catalog)
             return self._catalog
 
+    def storage_url(self, version: str) -> str:
+        """Where a catalogued version is stored; NotFound when the catalog has no such version.
+
+        Until this context opens its catalog, a SQLite catalog is read through the standard library
+        (:mod:`imagelib.catalog_read`): a CLI tile export then never imports SQLAlchemy."""
+        if self._catalog is None:
+            from imagelib.catalog_read import storage_url
+
+            found = storage_url(self.settings.catalog, version)
+            if found is not None:
+                return found
+        return str(self.catalog.get_version(version)["storage_url"])
+
     @property
     def store(self) -> Store:
         """The object store new versions are written to."""

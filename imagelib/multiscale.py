@@ -16,19 +16,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numcodecs
 import numpy as np
-import zarr
 
 from imagelib.backend import CV2_MAX_SIZE, cv2_module
 from imagelib.hashing import jsonable
+from imagelib.zarr_local import LocalArray, LocalGroup
 
-if TYPE_CHECKING:  # dask and xarray cost ~1 s to import; tile rendering needs neither
+if TYPE_CHECKING:  # dask and xarray cost ~1 s to import, zarr ~0.2 s; tile rendering needs none of them
+    import numcodecs
     import xarray as xr
+    import zarr
 
 CHUNK = 1024
 MIN_LEVEL_SIDE = 256  # stop halving once a level fits one 256 px tile
-COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)
+#: every level's chunks: Blosc LZ4 with byte shuffle (numcodecs' config)
+COMPRESSOR_CONFIG = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
 NGFF_AXES = {
     "band": {"name": "c", "type": "channel"},
     "z": {"name": "z", "type": "space"},
@@ -52,8 +54,17 @@ def chunks_for(shape: Sequence[int]) -> tuple[int, ...]:
     return (1,) * (len(shape) - 2) + (min(CHUNK, shape[-2]), min(CHUNK, shape[-1]))
 
 
+def compressor() -> numcodecs.abc.Codec:
+    """The codec of :data:`COMPRESSOR_CONFIG`."""
+    import numcodecs
+
+    return numcodecs.get_codec(dict(COMPRESSOR_CONFIG))
+
+
 def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, Any]) -> zarr.Group:
     """Create the group, every level's empty array and the NGFF metadata."""
+    import zarr
+
     group = zarr.open_group(store=store, mode="w", zarr_format=2)
     shapes = level_shapes(data.shape)
     fill = attrs.get("nodata")
@@ -63,7 +74,7 @@ def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, A
             shape=shape,
             chunks=chunks_for(shape),
             dtype=np.dtype(data.dtype.str),  # canonical type code: zarr refuses e.g. "L" for uint64
-            compressors=COMPRESSOR,
+            compressors=compressor(),
             fill_value=_fill(fill, data.dtype),
             overwrite=True,
         )
@@ -224,7 +235,7 @@ def build_lower_levels(group: zarr.Group, nodata: Any = None) -> None:
         level += 1
 
 
-def level_attrs(group: zarr.Group, level: int = 0) -> dict[str, Any]:
+def level_attrs(group: zarr.Group | LocalGroup, level: int = 0) -> dict[str, Any]:
     """A level's attrs: the version's, with ``level``, ``levels`` and the transform scaled to the level
     (no xarray or Dask: the tile servers need only these)."""
     meta = group.attrs["multiscales"][0]
@@ -299,6 +310,8 @@ class RowWriter:
 def chunk_folder(arr: zarr.Array) -> Path | None:
     """The folder of a local Zarr v2 array whose chunk files are plain ``<i>.<j>.<k>`` files of C-order,
     little-endian (or 1-byte) values through one compressor; None where zarr-python must do the I/O."""
+    import zarr.storage
+
     store, meta = arr.store_path.store, arr.metadata
     little = np.dtype(arr.dtype).itemsize == 1 or getattr(meta.dtype, "endianness", "little") == "little"
     plain = (
@@ -318,25 +331,32 @@ class ChunkReader:
     The inverse of :class:`RowWriter`: on a local store the chunk file is read and decoded with the
     array's own compressor — zarr-python's async path costs a few ms per chunk, several times the
     decode, and a tile server or export reads thousands. Missing chunks are the fill value; other stores
-    go through zarr-python.
+    go through zarr-python. ``arr`` is a zarr array or a :class:`imagelib.zarr_local.LocalArray` (a
+    plain local array opened without zarr-python).
     """
 
-    def __init__(self, arr: zarr.Array) -> None:
-        self.arr, self.folder = arr, chunk_folder(arr)
+    def __init__(self, arr: zarr.Array | LocalArray) -> None:
+        self.arr, self.shape, self.chunks = arr, tuple(arr.shape), tuple(arr.chunks)
+        if isinstance(arr, LocalArray):
+            self.folder: Path | None = arr.folder
+            self.fill, self.decode = arr.fill_value, arr.decode
+        else:
+            self.folder = chunk_folder(arr)
+            self.fill, self.decode = arr.metadata.fill_value, getattr(arr.metadata.compressor, "decode", None)
         self.dtype = np.dtype(arr.dtype).newbyteorder("<") if self.folder else np.dtype(arr.dtype)
 
     def read(self, lead: Sequence[tuple[int, int]], yaxis: int, xaxis: int, cy: int, cx: int) -> np.ndarray:
         """The chunk at grid row ``cy`` and column ``cx`` (``yaxis``/``xaxis`` its axes), at the leading
         ``(axis, index)`` pairs, cut to the array's edge: a 2D array."""
-        arr, chunks, shape = self.arr, self.arr.chunks, self.arr.shape
+        chunks, shape = self.chunks, self.shape
         ch, cw = chunks[yaxis], chunks[xaxis]
         if self.folder is None:
-            region: list[Any] = [slice(None)] * arr.ndim
+            region: list[Any] = [slice(None)] * len(shape)
             region[yaxis], region[xaxis] = slice(cy * ch, (cy + 1) * ch), slice(cx * cw, (cx + 1) * cw)
             for axis, i in lead:
                 region[axis] = i
-            return arr[tuple(region)]
-        grid, within = [0] * arr.ndim, [0] * arr.ndim
+            return self.arr[tuple(region)]
+        grid, within = [0] * len(shape), [0] * len(shape)
         grid[yaxis], grid[xaxis] = cy, cx
         for axis, i in lead:
             grid[axis], within[axis] = divmod(i, chunks[axis])
@@ -344,9 +364,10 @@ class ChunkReader:
         try:
             data = (self.folder / ".".join(map(str, grid))).read_bytes()
         except FileNotFoundError:  # never written: zarr's fill value
-            return np.full((h, w), arr.metadata.fill_value, dtype=self.dtype)
-        block = np.frombuffer(arr.metadata.compressor.decode(data), dtype=self.dtype).reshape(chunks)
-        at: list[Any] = [within[a] for a in range(arr.ndim)]
+            return np.full((h, w), self.fill, dtype=self.dtype)
+        raw = data if self.decode is None else self.decode(data)
+        block = np.frombuffer(raw, dtype=self.dtype).reshape(chunks)
+        at: list[Any] = [within[a] for a in range(len(shape))]
         at[yaxis], at[xaxis] = slice(0, h), slice(0, w)
         return block[tuple(at)]
 

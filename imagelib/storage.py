@@ -18,16 +18,20 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import fsspec
-import zarr
-import zarr.storage
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from imagelib.config import settings
 from imagelib.errors import ImagelibError, NotFound, StorageError
 from imagelib.hashing import BLOCK, hash_entry, iter_blocks, tree_entries
+
+if TYPE_CHECKING:  # fsspec and zarr are imported where used: together ~0.3 s of every CLI start-up
+    import zarr
+    import zarr.storage
+    from fsspec import AbstractFileSystem
+
+    from imagelib.zarr_local import LocalGroup
 
 MARKER = "_PUBLISHED"
 
@@ -67,7 +71,22 @@ class Store:
     def __init__(self, url: str | None = None, storage_options: dict[str, Any] | None = None):
         self.url = (url or settings().store).rstrip("/")
         self.options = storage_options or _options_from_env(self.url)
-        self.fs, self.root = fsspec.core.url_to_fs(self.url, **self.options)
+        self.root = self._root()
+
+    def _root(self) -> str:
+        """The path of the store's root on its filesystem (no protocol)."""
+        return str(self._fs_and_root[1])
+
+    @cached_property
+    def _fs_and_root(self) -> tuple[AbstractFileSystem, str]:
+        import fsspec
+
+        return fsspec.core.url_to_fs(self.url, **self.options)
+
+    @property
+    def fs(self) -> AbstractFileSystem:
+        """The fsspec filesystem of the store (imported on first use)."""
+        return self._fs_and_root[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -118,6 +137,8 @@ class Store:
 
     def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
         """A zarr store at ``key``."""
+        import zarr.storage
+
         return zarr.storage.FsspecStore.from_url(
             self.key_url(key), storage_options=self.options, read_only=read_only
         )
@@ -170,10 +191,19 @@ class Store:
 
     def open_group(self, key: str) -> zarr.Group:
         """Open a published zarr group read-only."""
-        if not self.is_published(key.rsplit("/", 1)[0]) and not self.is_published(key):
-            raise NotFound(f"{self.key_url(key)} is not published", field="storage_url")
+        import zarr
+
+        self._check_published(key)
         with storage_errors(f"opening {self.key_url(key)}"):
             return zarr.open_group(store=self.zarr_store(key, read_only=True), mode="r")
+
+    def open_levels(self, key: str) -> zarr.Group | LocalGroup:
+        """A published group for chunk-by-chunk reads (tiles): :meth:`open_group` here."""
+        return self.open_group(key)
+
+    def _check_published(self, key: str) -> None:
+        if not self.is_published(key.rsplit("/", 1)[0]) and not self.is_published(key):
+            raise NotFound(f"{self.key_url(key)} is not published", field="storage_url")
 
 
 class LocalStore(Store):
@@ -219,9 +249,30 @@ class LocalStore(Store):
             with local.open("rb") as src, path.open("wb") as dst, path.open("rb", buffering=0) as back:
                 copy_and_hash(src, dst, back, digest, on_bytes)
 
+    def _root(self) -> str:
+        # fsspec's own rule (``~`` expanded, made absolute), without importing fsspec
+        path = self.url.removeprefix("file://") or "/"
+        return os.path.abspath(os.path.expanduser(path))
+
     def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
         """zarr's LocalStore at ``key`` (the fast chunk writer recognises it)."""
+        import zarr.storage
+
         return zarr.storage.LocalStore(self.path(key), read_only=read_only)
+
+    def is_published(self, key: str) -> bool:
+        """True when ``key`` exists and its publish completed."""
+        return os.path.exists(self.path(f"{key}/{MARKER}"))
+
+    def open_levels(self, key: str) -> zarr.Group | LocalGroup:
+        """A plain local Zarr v2 group read without zarr-python (its import is most of a tile export's
+        start-up); :meth:`open_group` for any other layout."""
+        from imagelib.zarr_local import open_local_group
+
+        self._check_published(key)
+        with storage_errors(f"opening {self.key_url(key)}"):
+            group = open_local_group(Path(self.path(key)))
+        return self.open_group(key) if group is None else group
 
     def publish(self, staging: str, final: str) -> bool:
         """Write the marker into staging, then one ``rename``: the version appears whole or not at all."""

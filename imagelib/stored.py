@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import zarr
 
     from imagelib.validation.content import ContentStats
+    from imagelib.zarr_local import LocalGroup
 
 STATS_LEVEL_SIDE = 2048  # percentiles come from the first level no larger than this
 
@@ -38,10 +39,21 @@ STATS_LEVEL_SIDE = 2048  # percentiles come from the first level no larger than 
 # -- open ------------------------------------------------------------------------------------------
 def open_group(version: str, *, lib: Library | None = None) -> tuple[zarr.Group, Store]:
     """The published multiscale group of a version (read-only) and the store it lives in."""
-    lib = current(lib)
-    row = lib.catalog.get_version(check_version_id(version))
-    store = lib.store_at(store_root(row["storage_url"], version))
+    store = version_store(version, lib)
     return store.open_group(f"versions/{version}/image.zarr"), store
+
+
+def open_levels(version: str, *, lib: Library | None = None) -> tuple[zarr.Group | LocalGroup, Store]:
+    """As :func:`open_group`, for chunk-by-chunk reads (tiles): a plain local pyramid is opened without
+    zarr-python (:mod:`imagelib.zarr_local`)."""
+    store = version_store(version, lib)
+    return store.open_levels(f"versions/{version}/image.zarr"), store
+
+
+def version_store(version: str, lib: Library | None = None) -> Store:
+    """The store a catalogued version was written to; VERSION_NOT_FOUND when unknown."""
+    lib = current(lib)
+    return lib.store_at(store_root(lib.storage_url(check_version_id(version)), version))
 
 
 def open_version(version: str, level: int = 0, *, lib: Library | None = None) -> xr.DataArray:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from imagelib.multiscale import COMPRESSOR, ChunkReader
+from imagelib.multiscale import ChunkReader, compressor
 
 RNG = np.random.default_rng(5)
 
@@ -26,7 +26,7 @@ def make(
         chunks=chunks,
         dtype=dtype,
         zarr_format=2,
-        compressors=COMPRESSOR,
+        compressors=compressor(),
         fill_value=fill,
         chunk_key_encoding={"name": "v2", "separator": "."},
     )

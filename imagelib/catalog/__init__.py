@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from filelock import FileLock
 
 from imagelib.catalog import schema as t
+from imagelib.catalog_read import HEAD_REVISION
 from imagelib.config import redact_url, settings
 from imagelib.errors import CatalogError, NotFound, UsageError
 
@@ -27,7 +28,6 @@ PG_MIGRATION_LOCK = 0x1A6E11B  # pg_advisory_lock key shared by every imagelib p
 CONNECT_TIMEOUT_S = 5
 #: pauses between connection attempts: connecting is always safe to retry (nothing was executed)
 CONNECT_RETRY_DELAYS_S = (0.2, 0.5)
-HEAD_REVISION = "0002"  # newest file in migrations/versions (a test keeps the two in step)
 
 
 def now() -> datetime:

@@ -302,10 +302,10 @@ def _renderer(
     the context, so another store or catalog never sees these entries)."""
 
     def make() -> Renderer:
-        from imagelib.stored import open_group
+        from imagelib.stored import open_levels
         from imagelib.tiling.volume import plane_for
 
-        group, store = open_group(version, lib=lib)
+        group, store = open_levels(version, lib=lib)
         chunks = lib.cache("chunks", lambda: LruCache(CHUNK_CACHE_BYTES))
         plane = plane_for(group, f"{store.url}/{version}", axis, index, chunks)
         shared = (lib.cache("chain_stats", _Stats), (lib.settings.store, version, axis, index, chain))

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
 from imagelib.multiscale import DIM_OF_AXIS, ChunkReader, downsample2, level_attrs
 from imagelib.tiling.cache import LruCache
 from imagelib.tiling.grid import Window
+
+if TYPE_CHECKING:  # zarr costs ~0.2 s to import; a plain local pyramid is read without it
+    import zarr
+
+    from imagelib.zarr_local import LocalGroup
 
 #: Decoded chunks of stored planes opened without a library context's own cache.
 CHUNK_CACHE_BYTES = 256 * 1024**2
@@ -28,7 +32,7 @@ def level_count(height: int, width: int) -> int:
     return math.ceil(math.log2(max(height, width, 1))) + 1
 
 
-def dims_of(group: zarr.Group) -> tuple[str, ...]:
+def dims_of(group: zarr.Group | LocalGroup) -> tuple[str, ...]:
     """Dimension names (``band``/``z``/``y``/``x``) of a stored multiscale group, in array order."""
     return tuple(DIM_OF_AXIS.get(a["name"], a["name"]) for a in group.attrs["multiscales"][0]["axes"])
 
@@ -88,7 +92,11 @@ class StoredPlane(Plane):
     """One plane of a stored multiscale group: all bands of ``band,y,x``, or slice ``index`` of ``z,y,x``."""
 
     def __init__(
-        self, group: zarr.Group, key: str, index: int | None = None, chunks: LruCache | None = None
+        self,
+        group: zarr.Group | LocalGroup,
+        key: str,
+        index: int | None = None,
+        chunks: LruCache | None = None,
     ) -> None:
         self.group, self.key, self.index = group, key, index
         self.chunks = CHUNKS if chunks is None else chunks  # a context passes its own (keyed by store)

@@ -3,14 +3,18 @@ physical units (anisotropic voxel sizes look right), and the three orthogonal vi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
 from imagelib.errors import UsageError
 from imagelib.tiling.cache import LruCache
 from imagelib.tiling.source import MemoryPlane, Plane, StoredPlane, dims_of
+
+if TYPE_CHECKING:  # zarr costs ~0.2 s to import; a plain local pyramid is read without it
+    import zarr
+
+    from imagelib.zarr_local import LocalGroup
 
 AXES = ("z", "y", "x")
 #: view name → the axis it is perpendicular to
@@ -24,7 +28,7 @@ def spacing(attrs: dict[str, Any]) -> dict[str, float]:
 
 
 def plane_for(
-    group: zarr.Group,
+    group: zarr.Group | LocalGroup,
     key: str,
     axis: str | None = None,
     index: int | None = None,
@@ -50,7 +54,9 @@ def plane_for(
     return section(group, key, axis, index, sp)
 
 
-def section(group: zarr.Group, key: str, axis: str, index: int, sp: dict[str, float]) -> MemoryPlane:
+def section(
+    group: zarr.Group | LocalGroup, key: str, axis: str, index: int, sp: dict[str, float]
+) -> MemoryPlane:
     """A full-resolution slice in memory, resampled to square physical pixels."""
     attrs = StoredPlane(group, key, 0).attrs
     dims = dims_of(group)
