@@ -43,6 +43,7 @@ class TileArchive:
     renders in parallel and appends in job order)."""
 
     ordered = True
+    forkable = False
 
     def __init__(self, store: Store, key: str) -> None:
         self.store, self.key = store, key

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from imagelib.multiscale import CHUNK
 from imagelib.tiling.cache import LruCache
+from imagelib.tiling.forked import can_fork, run_forked
 from imagelib.tiling.grid import DziGrid
 from imagelib.tiling.render import Renderer
 from imagelib.tiling.sink import TileWriter
@@ -27,9 +28,12 @@ def run(
 ) -> int:
     """Render (and write) every job with a bounded queue of futures; return the number written.
 
-    ``workers`` threads render (default: one per core). An ``ordered`` writer (a packed archive) gets
+    ``workers`` render (default: one per core): forked processes where :func:`forked.can_fork` allows
+    and the sink is ``forkable`` (a folder), else threads. An ``ordered`` writer (a packed archive) gets
     the tiles from this thread in job order; a plain sink is written from the render threads."""
     workers = workers or os.cpu_count() or 1
+    if sink.forkable and not sink.ordered and can_fork(workers):
+        return run_forked(list(jobs), sink.write, workers, progress)
     bar = tqdm(total=total, unit="tile", disable=not progress, mininterval=0.5)
     pending: deque[Future[tuple[str, bytes] | None]] = deque()
     done = 0

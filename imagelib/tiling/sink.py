@@ -7,14 +7,16 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from imagelib.storage import Store, is_local_url
+from imagelib.storage import LocalStore, Store, is_local_url
 
 
 class TileWriter(Protocol):
     """Where the pyramid writer puts tiles: a :class:`Sink` (one object per tile) or a
-    :class:`imagelib.tiling.archive.TileArchive` (one packed file; ``ordered``: one writer thread)."""
+    :class:`imagelib.tiling.archive.TileArchive` (one packed file; ``ordered``: one writer thread).
+    ``forkable``: forked render processes may each write tiles into it themselves."""
 
     ordered: bool
+    forkable: bool
 
     def write(self, rel: str, data: bytes | str) -> None: ...
 
@@ -29,6 +31,8 @@ class Sink:
         if is_local_url(text):
             text = Path(text.removeprefix("file://")).resolve().as_uri()
         self.store = Store(text)
+        # a folder, yes; an object store's client (fsspec, aiohttp) keeps threads and sessions of its own
+        self.forkable = isinstance(self.store, LocalStore)
 
     @property
     def url(self) -> str:
