@@ -20,7 +20,7 @@ import numpy as np
 
 from imagelib.backend import CV2_MAX_SIZE, cv2_module
 from imagelib.hashing import jsonable
-from imagelib.zarr_local import LocalArray, LocalGroup
+from imagelib.zarr_local import LocalArray, LocalGroup, create_group
 
 if TYPE_CHECKING:  # dask and xarray cost ~1 s to import, zarr ~0.2 s; tile rendering needs none of them
     import numcodecs
@@ -59,6 +59,23 @@ def compressor() -> numcodecs.abc.Codec:
     import numcodecs
 
     return numcodecs.get_codec(dict(COMPRESSOR_CONFIG))
+
+
+def create_local(folder: Path, data: xr.DataArray, attrs: dict[str, Any]) -> LocalGroup:
+    """:func:`create` in a local folder, written without zarr-python (:mod:`imagelib.zarr_local`)."""
+    fill = _fill(attrs.get("nodata"), data.dtype)
+    levels = {
+        str(level): {
+            "shape": shape,
+            "chunks": chunks_for(shape),
+            "dtype": np.dtype(data.dtype.str),
+            "fill_value": fill,
+            "compressor": dict(COMPRESSOR_CONFIG),
+        }
+        for level, shape in enumerate(level_shapes(data.shape))
+    }
+    ngff = _ngff(data.dims, len(levels), attrs)
+    return create_group(folder, levels, {"multiscales": [ngff], "imagelib": jsonable(attrs)})
 
 
 def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, Any]) -> zarr.Group:
@@ -268,9 +285,14 @@ class RowWriter:
     async path for these aligned writes. Other stores (S3, memory) use the generic path.
     """
 
-    def __init__(self, arr: zarr.Array):
-        self.arr = arr
-        self.folder = chunk_folder(arr)
+    def __init__(self, arr: zarr.Array | LocalArray):
+        self.arr, self.chunks = arr, tuple(arr.chunks)
+        if isinstance(arr, LocalArray):
+            self.folder: Path | None = arr.folder
+            self.codec, self.fill = arr.compressor, arr.fill_value
+        else:
+            self.folder = chunk_folder(arr)
+            self.codec, self.fill = arr.metadata.compressor, arr.metadata.fill_value
 
     def write(self, y0: int, rows: np.ndarray, lead: Sequence[int] = (), x0: int = 0) -> None:
         """Store ``rows`` at row ``y0``, column ``x0`` and leading offsets ``lead`` (default 0: a volume's
@@ -282,8 +304,7 @@ class RowWriter:
             h, w = rows.shape[-2:]
             self.arr[(*where, slice(y0, y0 + h), slice(x0, x0 + w))] = rows
             return
-        chunks = self.arr.chunks
-        codec, fill = self.arr.metadata.compressor, self.arr.metadata.fill_value
+        chunks, codec, fill = self.chunks, self.codec, self.fill
         steps = [range(0, n, c) for n, c in zip(rows.shape[:-2], chunks[:-2], strict=True)]
         ch, cw = chunks[-2:]
         for offsets in itertools.product(*steps):
@@ -402,7 +423,7 @@ class PyramidWriter:
     MAX_BLOCKS_IN_FLIGHT = 8
     IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
-    def __init__(self, group: zarr.Group, dims: Sequence[str], nodata: Any = None):
+    def __init__(self, group: zarr.Group | LocalGroup, dims: Sequence[str], nodata: Any = None):
         self.group, self.nodata = group, nodata
         self.arrays = [group[str(k)] for k in range(len(group))]
         self.writers = [RowWriter(arr) for arr in self.arrays]

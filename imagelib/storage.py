@@ -201,6 +201,10 @@ class Store:
         """A published group for chunk-by-chunk reads (tiles): :meth:`open_group` here."""
         return self.open_group(key)
 
+    def local_folder(self, key: str) -> Path | None:
+        """The folder of ``key`` on this machine's filesystem; None for object stores."""
+        return None
+
     def _check_published(self, key: str) -> None:
         if not self.is_published(key.rsplit("/", 1)[0]) and not self.is_published(key):
             raise NotFound(f"{self.key_url(key)} is not published", field="storage_url")
@@ -263,6 +267,10 @@ class LocalStore(Store):
     def is_published(self, key: str) -> bool:
         """True when ``key`` exists and its publish completed."""
         return os.path.exists(self.path(f"{key}/{MARKER}"))
+
+    def local_folder(self, key: str) -> Path | None:
+        """The folder of ``key``."""
+        return Path(self.path(key))
 
     def open_levels(self, key: str) -> zarr.Group | LocalGroup:
         """A plain local Zarr v2 group read without zarr-python (its import is most of a tile export's

@@ -99,7 +99,12 @@ class Staging:
     ) -> tuple[zarr.Group, ContentStats]:
         from imagelib.validation.content import read_through
 
-        group = multiscale.create(self.store.zarr_store(f"{self.key}/image.zarr"), data, attrs)
+        key = f"{self.key}/image.zarr"
+        folder = self.store.local_folder(key)  # written without zarr-python (and its threads) where local
+        if folder is not None:
+            group: Any = multiscale.create_local(folder, data, attrs)
+        else:
+            group = multiscale.create(self.store.zarr_store(key), data, attrs)
         bands = band_count(data)
         with multiscale.PyramidWriter(group, data.dims, data.attrs.get("nodata")) as pyramid:
 

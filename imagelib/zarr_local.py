@@ -1,15 +1,22 @@
-"""A read-only view of a plain local Zarr v2 group (the layout imagelib's pyramids are written in) read
-without zarr-python: the ``.zattrs``/``.zarray`` JSON directly, chunks decoded by their compressor.
+"""Plain local Zarr v2 groups (the layout imagelib's pyramids are written in) without zarr-python: the
+``.zgroup``/``.zattrs``/``.zarray`` JSON written and read directly, chunks decoded by their compressor.
 
-zarr-python's import is ~0.15–0.25 s, the largest single part of a CLI tile export's start-up, and the
-tile path needs only the metadata and :class:`imagelib.multiscale.ChunkReader`'s plain chunk files. A
-group any array of which is not plain (another format, separator, order, filters, big-endian values)
-gives None: the caller opens it with zarr-python instead.
+zarr-python's import is ~0.15–0.25 s, the largest single part of a CLI tile export's start-up, and its
+sync API keeps an event-loop thread and an executor alive in the process afterwards (so an ingest could
+not fork its tile renderers). Writing a local pyramid needs only the metadata files and
+:class:`imagelib.multiscale.RowWriter`'s plain chunk files; reading one, only
+:class:`imagelib.multiscale.ChunkReader`'s. A group any array of which is not plain (another format,
+separator, order, filters, big-endian values) gives None: the caller opens it with zarr-python instead.
+Every file written here is one zarr-python reads (tested).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import os
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,7 +34,7 @@ class LocalArray:
         self.chunks = tuple(int(n) for n in meta["chunks"])
         self.dtype = np.dtype(meta["dtype"])
         self.ndim = len(self.shape)
-        self.fill_value = meta.get("fill_value")
+        self.fill_value = _decode_fill(meta.get("fill_value"), self.dtype)
         self._compressor = meta.get("compressor")
 
     @cached_property
@@ -43,21 +50,141 @@ class LocalArray:
         """One chunk file's bytes, decompressed."""
         return data if self.compressor is None else self.compressor.decode(data)
 
-    def __getitem__(self, region: Any) -> np.ndarray:
-        """Any selection, through zarr-python (rare on the tile path: whole slices of volumes)."""
-        import zarr
+    def chunk(self, grid: Sequence[int]) -> np.ndarray:
+        """The whole chunk at grid position ``grid`` (the fill value where it was never written)."""
+        try:
+            data = (self.folder / ".".join(map(str, grid))).read_bytes()
+        except FileNotFoundError:
+            return np.full(self.chunks, self.fill_value, self.dtype)
+        return np.frombuffer(self.decode(data), self.dtype).reshape(self.chunks)
 
-        return zarr.open_array(store=str(self.folder), mode="r", zarr_format=2)[region]
+    def __getitem__(self, region: Any) -> np.ndarray:
+        """Integers and unit-step slices per axis (``arr[...]``, ``arr[z]``, ``arr[1, :10, 5:]``), from
+        the chunks under the selection; other selections through zarr-python."""
+        bounds = _bounds(region, self.shape)
+        if bounds is None:
+            import zarr
+
+            return zarr.open_array(store=str(self.folder), mode="r", zarr_format=2)[region]
+        out = np.empty([stop - start for start, stop, _ in bounds], self.dtype)
+        spans = [
+            range(start // c, -(-stop // c)) for (start, stop, _), c in zip(bounds, self.chunks, strict=True)
+        ]
+        for grid in itertools.product(*spans):
+            src, dst = [], []
+            for (start, stop, _), g, c in zip(bounds, grid, self.chunks, strict=True):
+                lo, hi = max(start, g * c), min(stop, (g + 1) * c)
+                src.append(slice(lo - g * c, hi - g * c))
+                dst.append(slice(lo - start, hi - start))
+            out[tuple(dst)] = self.chunk(grid)[tuple(src)]
+        return out.reshape([stop - start for start, stop, whole in bounds if whole])
+
+
+def _bounds(region: Any, shape: tuple[int, ...]) -> list[tuple[int, int, bool]] | None:
+    """``(start, stop, keeps_axis)`` per axis for integers, unit-step slices and one Ellipsis; None for
+    any other selection."""
+    items = list(region) if isinstance(region, tuple) else [region]
+    if items.count(Ellipsis) > 1:
+        return None
+    if Ellipsis in items:
+        at = items.index(Ellipsis)
+        items[at : at + 1] = [slice(None)] * (len(shape) - len(items) + 1)
+    items += [slice(None)] * (len(shape) - len(items))
+    if len(items) != len(shape):
+        return None
+    out = []
+    for item, n in zip(items, shape, strict=True):
+        if isinstance(item, slice) and item.step in (None, 1):
+            start, stop, _ = item.indices(n)
+            out.append((start, max(start, stop), True))
+        elif isinstance(item, int | np.integer) and -n <= item < n:
+            out.append((int(item) % n, int(item) % n + 1, False))
+        else:
+            return None
+    return out
+
+
+def _decode_fill(value: Any, dtype: np.dtype) -> Any:
+    """Zarr v2's JSON fill value: ``"NaN"``/``"Infinity"``/``"-Infinity"`` for floats."""
+    return float(value) if isinstance(value, str) and dtype.kind == "f" else value
+
+
+def _encode_fill(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
+class LocalAttrs(dict[str, Any]):
+    """A group's attributes, written back to ``.zattrs`` (atomically) on every change."""
+
+    def __init__(self, path: Path, values: dict[str, Any]) -> None:
+        super().__init__(values)
+        self.path = path
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        self._save()
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """``dict.update``, then saved."""
+        super().update(*args, **kwargs)
+        self._save()
+
+    def asdict(self) -> dict[str, Any]:
+        """A plain copy (zarr-python's ``Attributes.asdict``)."""
+        return dict(self)
+
+    def _save(self) -> None:
+        _write_json(self.path, dict(self))
 
 
 class LocalGroup:
     """A plain local Zarr v2 group: ``attrs`` (a dict) and its arrays by path (``group["0"]``)."""
 
     def __init__(self, folder: Path, attrs: dict[str, Any], arrays: dict[str, LocalArray]) -> None:
-        self.folder, self.attrs, self._arrays = folder, attrs, arrays
+        self.folder, self._arrays = folder, arrays
+        self.attrs = LocalAttrs(folder / ".zattrs", attrs)
 
     def __getitem__(self, path: str) -> LocalArray:
         return self._arrays[path]
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+
+def create_group(folder: Path, arrays: dict[str, dict[str, Any]], attrs: dict[str, Any]) -> LocalGroup:
+    """A new group in ``folder`` with empty arrays ``{path: {"shape", "chunks", "dtype", "fill_value",
+    "compressor"}}`` (numcodecs config) and ``attrs``; replaces what was there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(folder / ".zgroup", {"zarr_format": 2})
+    made = {}
+    for path, spec in arrays.items():
+        dtype = np.dtype(spec["dtype"])
+        meta = {
+            "shape": list(spec["shape"]),
+            "chunks": list(spec["chunks"]),
+            "dtype": dtype.str,
+            "fill_value": _encode_fill(spec.get("fill_value")),
+            "order": "C",
+            "filters": None,
+            "dimension_separator": ".",
+            "compressor": spec.get("compressor"),
+            "zarr_format": 2,
+        }
+        (folder / path).mkdir(exist_ok=True)
+        _write_json(folder / path / ".zarray", meta)
+        made[path] = LocalArray(folder / path, meta)
+    group = LocalGroup(folder, {}, made)
+    group.attrs.update(attrs)
+    return group
+
+
+def _write_json(path: Path, value: Any) -> None:
+    """Write JSON whole or not at all (a reader never sees half a metadata file)."""
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(json.dumps(value, indent=2, allow_nan=True))  # as zarr-python writes them
+    os.replace(part, path)
 
 
 def is_plain(meta: dict[str, Any]) -> bool:

@@ -211,3 +211,31 @@ def test_tile_export_never_opens_the_catalog_or_zarr(
     assert len(files) > 20
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_written_without_zarr_python_and_read_by_it(home: Path, tmp_path: Path) -> None:
+    """A local ingest writes its group with imagelib.zarr_local: zarr-python opens it, with the same
+    metadata and pixels the light reader gives, for any selection the light reader answers itself."""
+    version = ingested(home, tmp_path)
+    group, _ = open_group(version)  # zarr-python
+    light = open_local_group(home / "store" / "versions" / version / "image.zarr")
+    assert isinstance(group, zarr.Group) and light is not None
+    assert len(light) == len(list(group.array_keys())) >= 3
+    arr = group["0"]
+    assert (arr.chunks, arr.dtype, arr.fill_value) == ((1, 1024, 1024), np.uint8, 0)
+    assert arr.metadata.compressor.get_config()["cname"] == "lz4"
+    for region in [..., 1, (2, slice(1000, 1100)), (slice(None), 1023, slice(1020, 1030)), (-1, ..., -5)]:
+        np.testing.assert_array_equal(light["0"][region], arr[region], err_msg=str(region))
+    np.testing.assert_array_equal(light["0"][::2, 5], arr[::2, 5])  # a step: through zarr-python
+
+
+def test_local_attrs_are_saved_whole(tmp_path: Path) -> None:
+    from imagelib.zarr_local import create_group
+
+    spec = {"shape": (2, 3), "chunks": (2, 2), "dtype": "<f4", "fill_value": float("nan"), "compressor": None}
+    group = create_group(tmp_path / "g.zarr", {"0": spec}, {"a": 1})
+    group.attrs["b"] = [1, 2]
+    assert dict(zarr.open_group(str(tmp_path / "g.zarr"), mode="r").attrs) == {"a": 1, "b": [1, 2]}
+    assert [p.name for p in (tmp_path / "g.zarr").iterdir() if p.name.endswith(".part")] == []
+    heavy = zarr.open_array(str(tmp_path / "g.zarr" / "0"), mode="r")
+    assert np.isnan(heavy.fill_value) and np.isnan(group["0"][...]).all()  # never written: the fill

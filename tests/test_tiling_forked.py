@@ -75,6 +75,34 @@ def test_forked_export_writes_the_threads_files(
     assert [name for name in forked if forked[name] != threads[name]] == []
 
 
+FORK_COUNTING_INGEST = """
+import os, sys
+forks, real = [], os.fork
+def counting():
+    forks.append(1)
+    return real()
+os.fork = counting
+from imagelib.ingestion import TileRequest, ingest
+result = ingest(sys.argv[1], "t", "forked2", tiles=TileRequest(sys.argv[2], scheme="dzi"), progress=True)
+print(len(forks), result["version"])
+"""
+
+
+def test_ingest_tiles_forks_after_the_ingest(home: Path, tmp_path: Path, version: str) -> None:
+    """``ingest --tiles``: the ingest leaves no thread behind (its progress bars' monitor is stopped, a
+    local pyramid is written without zarr-python's I/O threads), so the tiles are cut by processes."""
+    env = {**os.environ, "IMAGELIB_HOME": str(tmp_path / "home2")}
+    source = str(tmp_path / "src.tif")
+    cmd = [sys.executable, "-c", FORK_COUNTING_INGEST, source, str(tmp_path / "cut")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=True)
+    forks, cut_version = done.stdout.split()
+    cores = os.cpu_count() or 1
+    assert int(forks) == (cores if cores > 1 else 0)  # one render process per core (the default)
+    assert cut_version == version  # content-addressed: the same source, the same version
+    tile_version(version, "dzi", tmp_path / "threads", workers=1)
+    assert files(tmp_path / "cut") == files(tmp_path / "threads")
+
+
 def test_one_worker_never_forks(home: Path, tmp_path: Path, version: str) -> None:
     assert forked_export(home, version, "dzi", tmp_path / "one", workers=1)["forks"] == 0
     assert not can_fork(1)
@@ -104,15 +132,34 @@ def test_threads_when_another_thread_runs(
     assert files(tmp_path / "threads2") == files(tmp_path / "threads1")
 
 
-def no_children_left() -> bool:
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+@pytest.fixture
+def forked_pids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the children run_forked forks (recorded in the parent)."""
+    pids: list[int] = []
+    real = os.fork
+
+    def recording() -> int:
+        pid = real()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recording)
+    return pids
 
 
-def test_a_childs_coded_error_is_raised_in_the_parent(tmp_path: Path) -> None:
+def all_reaped(pids: list[int]) -> bool:
+    """True when every pid was waited for already (no zombie, nothing running)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        return False
+    return bool(pids)
+
+
+def test_a_childs_coded_error_is_raised_in_the_parent(tmp_path: Path, forked_pids: list[int]) -> None:
     written: list[str] = []
 
     def render(k: int) -> bytes:
@@ -134,10 +181,10 @@ def test_a_childs_coded_error_is_raised_in_the_parent(tmp_path: Path) -> None:
         [1, 2, 3],
     )
     assert written == [] and (tmp_path / "0.bin").exists() and not (tmp_path / "37.bin").exists()
-    assert no_children_left()
+    assert all_reaped(forked_pids)
 
 
-def test_a_killed_child_is_an_error_not_a_hang(tmp_path: Path) -> None:
+def test_a_killed_child_is_an_error_not_a_hang(tmp_path: Path, forked_pids: list[int]) -> None:
     def render(k: int) -> bytes:
         if k == 70:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -147,13 +194,13 @@ def test_a_killed_child_is_an_error_not_a_hang(tmp_path: Path) -> None:
     with pytest.raises(ImagelibError, match="status -9") as caught:
         run_forked(jobs, lambda rel, data: (tmp_path / rel).write_bytes(data), workers=2)
     assert caught.value.code == "INTERNAL"
-    assert no_children_left()
+    assert all_reaped(forked_pids)
 
 
-def test_every_job_is_written_once_and_counted(tmp_path: Path) -> None:
+def test_every_job_is_written_once_and_counted(tmp_path: Path, forked_pids: list[int]) -> None:
     jobs = [(f"{k}.bin", lambda k=k: str(k).encode()) for k in range(203)]  # not a multiple of 16 or 3
     assert run_forked(jobs, lambda rel, data: (tmp_path / rel).write_bytes(data), workers=3) == 203
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
         f"{k}.bin": str(k).encode() for k in range(203)
     }
-    assert no_children_left()
+    assert all_reaped(forked_pids)

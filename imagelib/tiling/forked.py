@@ -30,8 +30,15 @@ _ERROR = b"E"
 
 def can_fork(workers: int) -> bool:
     """True where worker processes may be forked: POSIX, more than one worker, and this process runs
-    no other thread."""
-    return hasattr(os, "fork") and workers > 1 and threading.active_count() == 1
+    no other thread once tqdm's monitor is stopped (every bar, even a disabled one, starts that idle
+    thread and leaves it running; the next bar starts it again)."""
+    if not hasattr(os, "fork") or workers < 2:
+        return False
+    monitor = getattr(tqdm, "monitor", None)
+    if monitor is not None:
+        monitor.exit()  # tqdm's own stop: sets its event and joins the thread
+        tqdm.monitor = None
+    return threading.active_count() == 1
 
 
 def run_forked(
