@@ -22,15 +22,17 @@ from imagelib.errors import ImagelibError, NotFound
 from imagelib.tiling.export import tile_version
 from imagelib.tiling.forked import can_fork, run_forked
 
-#: runs an export in a fresh (single-threaded) interpreter, counting the processes it forks
-FORK_COUNTING_EXPORT = """
+#: the start of a script run in a fresh (single-threaded) interpreter: it counts the processes forked
+COUNT_FORKS = """
 import json, os, sys
-from imagelib.tiling.export import tile_version
 forks, real = [], os.fork
 def counting():
     forks.append(1)
     return real()
 os.fork = counting
+"""
+FORK_COUNTING_EXPORT = COUNT_FORKS + """
+from imagelib.tiling.export import tile_version
 result = tile_version(sys.argv[1], sys.argv[2], sys.argv[3], workers=int(sys.argv[4]))
 print(json.dumps({"forks": len(forks), "tiles": result["tiles"]}))
 """
@@ -75,13 +77,7 @@ def test_forked_export_writes_the_threads_files(
     assert [name for name in forked if forked[name] != threads[name]] == []
 
 
-FORK_COUNTING_INGEST = """
-import os, sys
-forks, real = [], os.fork
-def counting():
-    forks.append(1)
-    return real()
-os.fork = counting
+FORK_COUNTING_INGEST = COUNT_FORKS + """
 from imagelib.ingestion import TileRequest, ingest
 result = ingest(sys.argv[1], "t", "forked2", tiles=TileRequest(sys.argv[2], scheme="dzi"), progress=True)
 print(len(forks), result["version"])
