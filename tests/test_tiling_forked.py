@@ -31,11 +31,15 @@ def counting():
     return real()
 os.fork = counting
 """
-FORK_COUNTING_EXPORT = COUNT_FORKS + """
+FORK_COUNTING_EXPORT = (
+    COUNT_FORKS
+    + """
 from imagelib.tiling.export import tile_version
-result = tile_version(sys.argv[1], sys.argv[2], sys.argv[3], workers=int(sys.argv[4]))
+archive = sys.argv[5:] == ["archive"]
+result = tile_version(sys.argv[1], sys.argv[2], sys.argv[3], workers=int(sys.argv[4]), archive=archive)
 print(json.dumps({"forks": len(forks), "tiles": result["tiles"]}))
 """
+)
 
 
 @pytest.fixture
@@ -56,9 +60,9 @@ def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def forked_export(home: Path, version: str, scheme: str, out: Path, workers: int) -> dict:
+def forked_export(home: Path, version: str, scheme: str, out: Path, workers: int, *extra: str) -> dict:
     env = {**os.environ, "IMAGELIB_HOME": str(home)}
-    cmd = [sys.executable, "-c", FORK_COUNTING_EXPORT, version, scheme, str(out), str(workers)]
+    cmd = [sys.executable, "-c", FORK_COUNTING_EXPORT, version, scheme, str(out), str(workers), *extra]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -77,11 +81,25 @@ def test_forked_export_writes_the_threads_files(
     assert [name for name in forked if forked[name] != threads[name]] == []
 
 
-FORK_COUNTING_INGEST = COUNT_FORKS + """
+def test_forked_archive_is_the_threads_archive(home: Path, tmp_path: Path, version: str) -> None:
+    """A packed archive takes its tiles in job order: the children spill them, this process replays them;
+    the zip is byte for byte the one the render threads write."""
+    report = forked_export(home, version, "dzi", tmp_path / "forked", 2, "archive")
+    assert report["forks"] == 2
+    tile_version(version, "dzi", tmp_path / "threads", workers=1, archive=True)
+    forked, threads = files(tmp_path / "forked"), files(tmp_path / "threads")
+    assert list(forked) == list(threads) == [f"{version}.zip"]
+    assert forked == threads and report["tiles"] > 20
+
+
+FORK_COUNTING_INGEST = (
+    COUNT_FORKS
+    + """
 from imagelib.ingestion import TileRequest, ingest
 result = ingest(sys.argv[1], "t", "forked2", tiles=TileRequest(sys.argv[2], scheme="dzi"), progress=True)
 print(len(forks), result["version"])
 """
+)
 
 
 def test_ingest_tiles_forks_after_the_ingest(home: Path, tmp_path: Path, version: str) -> None:

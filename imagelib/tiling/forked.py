@@ -11,13 +11,16 @@ needs no re-import, unlike spawned processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
+import struct
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
@@ -46,21 +49,57 @@ def run_forked(
     write: Callable[[str, bytes], None],
     workers: int,
     progress: bool = False,
+    ordered: bool = False,
 ) -> int:
     """Render and ``write`` every job in ``workers`` forked processes, each a contiguous share in job
     order (the walk order keeps each one's decoded chunks few); return how many were written. A
-    child's error is raised here as the same coded error."""
+    child's error is raised here as the same coded error.
+
+    ``ordered`` (a packed archive, written by one writer in job order): each child writes its tiles to
+    its own unlinked spill file instead, and this process hands them to ``write`` share by share once
+    all are rendered (memory stays flat; the spill files hold the tiles once more on disk)."""
     shares = [jobs[k * len(jobs) // workers : (k + 1) * len(jobs) // workers] for k in range(workers)]
     children: dict[int, int] = {}  # pipe (read end) → pid
-    try:
-        for share in shares:
-            read, pid = _fork(share, write)
-            children[read] = pid
-        return _collect(children, len(jobs), progress)
-    finally:
-        for read, pid in children.items():  # an error or Ctrl-C here: stop and reap every child
-            os.close(read)
-            _reap(pid, kill=True)
+    with contextlib.ExitStack() as files:
+        spills = [files.enter_context(tempfile.TemporaryFile()) for _ in shares] if ordered else []
+        try:
+            for k, share in enumerate(shares):
+                read, pid = _fork(share, Spill(spills[k]) if ordered else write)
+                children[read] = pid
+            done = _collect(children, len(jobs), progress)
+            for spill in spills:
+                Spill(spill).replay(write)
+            return done
+        finally:
+            for read, pid in children.items():  # an error or Ctrl-C here: stop and reap every child
+                os.close(read)
+                _reap(pid, kill=True)
+
+
+class Spill:
+    """Tiles as ``<rel length, data length, rel, data>`` frames in a file: written by a child, replayed
+    in order by the parent."""
+
+    HEADER = struct.Struct("<II")
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+
+    def __call__(self, rel: str, data: bytes) -> None:
+        name = rel.encode()
+        self.file.write(self.HEADER.pack(len(name), len(data)) + name + data)
+
+    def flush(self) -> None:
+        """Everything written so far, on disk (a child leaves with ``os._exit``: no buffer is flushed)."""
+        self.file.flush()
+
+    def replay(self, write: Callable[[str, bytes], None]) -> None:
+        """Every frame, in the order written, to ``write``."""
+        self.file.seek(0)
+        while header := self.file.read(self.HEADER.size):
+            size, length = self.HEADER.unpack(header)
+            name = self.file.read(size).decode()
+            write(name, self.file.read(length))
 
 
 def _fork(
@@ -85,6 +124,8 @@ def _child(
     try:
         for k, (rel, render) in enumerate(share, 1):
             write(rel, render())
+            if k == len(share) and isinstance(write, Spill):
+                write.flush()
             if k % REPORT_EVERY == 0 or k == len(share):
                 os.write(out, b"." * (REPORT_EVERY if k % REPORT_EVERY == 0 else k % REPORT_EVERY))
         return 0

@@ -29,11 +29,11 @@ def run(
     """Render (and write) every job with a bounded queue of futures; return the number written.
 
     ``workers`` render (default: one per core): forked processes where :func:`forked.can_fork` allows
-    and the sink is ``forkable`` (a folder), else threads. An ``ordered`` writer (a packed archive) gets
-    the tiles from this thread in job order; a plain sink is written from the render threads."""
+    and the sink is ``forkable`` (a folder) or ``ordered``, else threads. An ``ordered`` writer (a packed
+    archive) gets the tiles from this process in job order; a plain sink is written by the renderers."""
     workers = workers or os.cpu_count() or 1
-    if sink.forkable and not sink.ordered and can_fork(workers):
-        return run_forked(list(jobs), sink.write, workers, progress)
+    if (sink.forkable or sink.ordered) and can_fork(workers):
+        return run_forked(list(jobs), sink.write, workers, progress, ordered=sink.ordered)
     bar = tqdm(total=total, unit="tile", disable=not progress, mininterval=0.5)
     pending: deque[Future[tuple[str, bytes] | None]] = deque()
     done = 0
