@@ -54,3 +54,26 @@ def test_tile_export_imports_no_dask_xarray_pandas_zarr_fsspec_sqlalchemy(home: 
     # nor, without a chain, the filters package (its op registry and schema: ~0.1 s)
     names = re.findall(r"^import time:.*\|\s*(\S+)\s*$", done.stderr, re.M)
     assert not [n for n in names if n.startswith("imagelib.filters")]
+
+
+def test_geotiff_ingest_imports_no_zarr(home: Path, tmp_path: Path) -> None:
+    """A local ingest of a GeoTIFF writes its pyramid with imagelib.zarr_local and reads with rasterio:
+    zarr-python (~0.15 s of start-up, and an I/O thread that stops the tile cut from forking) stays out."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    source = tmp_path / "geo.tif"
+    profile = {"driver": "GTiff", "width": 300, "height": 200, "count": 1, "dtype": "uint8"}
+    with rasterio.open(
+        source, "w", **profile, crs="EPSG:32633", transform=from_origin(5e5, 5e6, 10, 10)
+    ) as dst:
+        dst.write(np.random.default_rng(2).integers(0, 255, (200, 300), dtype=np.uint8), 1)
+    env = {**os.environ, "IMAGELIB_HOME": str(home)}
+    cmd = [sys.executable, "-X", "importtime", "-m", "imagelib", "ingest", str(source), "--json"]
+    done = subprocess.run(
+        [*cmd, "--namespace", "t", "--dataset", "g"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["version"]
+    modules = imported(done.stderr)
+    assert {"imagelib", "rasterio", "numcodecs"} <= modules and "zarr" not in modules

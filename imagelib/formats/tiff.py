@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import tifffile
 import xarray as xr
-import zarr
 
 from imagelib.errors import InputError
 from imagelib.formats.detect import TIFF_MAGICS, has_magic
@@ -191,6 +190,8 @@ def _open_series(
         # One zarr view per thread; aszarr reads only the strips/tiles intersecting the request. A
         # pyramidal series is a zarr group of levels, so the level is always named.
         if getattr(local, "arr", None) is None:
+            import zarr  # ~0.15 s to import: only TIFF (not GeoTIFF) inputs read through it
+
             store = tifffile.TiffFile(path, **flags).series[0].aszarr(level=level)
             local.arr = zarr.open_array(store, mode="r")
         it = iter(key)

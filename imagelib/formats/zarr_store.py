@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import xarray as xr
-import zarr
 
 from imagelib.errors import InputError
 from imagelib.formats.lazy import guard_dimensions, preferred_chunks
 from imagelib.formats.meta import RasterMeta
+
+if TYPE_CHECKING:  # zarr-python costs ~0.15 s to import; only Zarr inputs need it
+    import zarr
 
 NGFF_AXES = {"t": "t", "c": "band", "z": "z", "y": "y", "x": "x"}
 ZARR_MARKERS = (".zgroup", ".zarray", "zarr.json")
@@ -49,6 +51,8 @@ def refuse_outside_paths(path: Path, address: str | None) -> None:
 
 def open_zarr(path: Path, address: str | None) -> xr.DataArray:
     """Open a Zarr array (``store.zarr#/path`` or the NGFF level 0) lazily."""
+    import zarr
+
     refuse_outside_paths(path, address)
     try:
         node = zarr.open(store=str(path), mode="r")
