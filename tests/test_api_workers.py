@@ -28,9 +28,15 @@ from tests.conftest import DATA, free_port, port_open
 from tests.queue_support import wait_for
 
 
+def log_lines(log: Path) -> list[dict]:
+    """The server's JSON log lines written whole so far (a process may be half-way through the last)."""
+    text = log.read_text()
+    return [json.loads(t) for t in text[: text.rfind("\n") + 1].splitlines() if t.startswith("{")]
+
+
 def access_pids(log: Path, route: str = "") -> set[int]:
     """Process ids named in the server's JSON access-log lines (of routes containing ``route``)."""
-    lines = [json.loads(t) for t in log.read_text().splitlines() if t.startswith("{")]
+    lines = log_lines(log)
     return {line["pid"] for line in lines if line.get("message") == "request" and route in line["route"]}
 
 
@@ -128,8 +134,7 @@ def health_pid(conn: http.client.HTTPConnection, log: Path) -> int:
     rid = answer.getheader("x-request-id")
 
     def logged() -> int | None:  # the access line is written once the answer has gone out
-        lines = [json.loads(t) for t in log.read_text().splitlines() if t.startswith("{")]
-        return next((line["pid"] for line in lines if line.get("request_id") == rid), None)
+        return next((line["pid"] for line in log_lines(log) if line.get("request_id") == rid), None)
 
     return wait_for(logged, 10, "the request's access line")
 
