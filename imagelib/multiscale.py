@@ -20,7 +20,7 @@ import numpy as np
 
 from imagelib.backend import CV2_MAX_SIZE, cv2_module
 from imagelib.hashing import jsonable
-from imagelib.zarr_local import LocalArray, LocalGroup, create_group
+from imagelib.zarr_local import LocalArray, LocalGroup, create_group, read_chunk
 
 if TYPE_CHECKING:  # dask and xarray cost ~1 s to import, zarr ~0.2 s; tile rendering needs none of them
     import numcodecs
@@ -63,19 +63,8 @@ def compressor() -> numcodecs.abc.Codec:
 
 def create_local(folder: Path, data: xr.DataArray, attrs: dict[str, Any]) -> LocalGroup:
     """:func:`create` in a local folder, written without zarr-python (:mod:`imagelib.zarr_local`)."""
-    fill = _fill(attrs.get("nodata"), data.dtype)
-    levels = {
-        str(level): {
-            "shape": shape,
-            "chunks": chunks_for(shape),
-            "dtype": np.dtype(data.dtype.str),
-            "fill_value": fill,
-            "compressor": dict(COMPRESSOR_CONFIG),
-        }
-        for level, shape in enumerate(level_shapes(data.shape))
-    }
-    ngff = _ngff(data.dims, len(levels), attrs)
-    return create_group(folder, levels, {"multiscales": [ngff], "imagelib": jsonable(attrs)})
+    levels = {path: {**spec, "compressor": dict(COMPRESSOR_CONFIG)} for path, spec in _levels(data, attrs)}
+    return create_group(folder, levels, _group_attrs(data, attrs))
 
 
 def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, Any]) -> zarr.Group:
@@ -83,20 +72,26 @@ def create(store: zarr.storage.StoreLike, data: xr.DataArray, attrs: dict[str, A
     import zarr
 
     group = zarr.open_group(store=store, mode="w", zarr_format=2)
-    shapes = level_shapes(data.shape)
-    fill = attrs.get("nodata")
-    for level, shape in enumerate(shapes):
-        group.create_array(
-            str(level),
-            shape=shape,
-            chunks=chunks_for(shape),
-            dtype=np.dtype(data.dtype.str),  # canonical type code: zarr refuses e.g. "L" for uint64
-            compressors=compressor(),
-            fill_value=_fill(fill, data.dtype),
-            overwrite=True,
-        )
-    group.attrs.update({"multiscales": [_ngff(data.dims, len(shapes), attrs)], "imagelib": jsonable(attrs)})
+    for path, spec in _levels(data, attrs):
+        group.create_array(path, **spec, compressors=compressor(), overwrite=True)
+    group.attrs.update(_group_attrs(data, attrs))
     return group
+
+
+def _levels(data: xr.DataArray, attrs: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every level's array path and its shape, chunks, dtype and fill value."""
+    fill = _fill(attrs.get("nodata"), data.dtype)
+    dtype = np.dtype(data.dtype.str)  # canonical type code: zarr refuses e.g. "L" for uint64
+    return [
+        (str(level), {"shape": shape, "chunks": chunks_for(shape), "dtype": dtype, "fill_value": fill})
+        for level, shape in enumerate(level_shapes(data.shape))
+    ]
+
+
+def _group_attrs(data: xr.DataArray, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The group's attributes: NGFF multiscales and the version's own (``imagelib``)."""
+    ngff = _ngff(data.dims, len(level_shapes(data.shape)), attrs)
+    return {"multiscales": [ngff], "imagelib": jsonable(attrs)}
 
 
 def _fill(nodata: Any, dtype: np.dtype) -> Any:
@@ -287,12 +282,7 @@ class RowWriter:
 
     def __init__(self, arr: zarr.Array | LocalArray):
         self.arr, self.chunks = arr, tuple(arr.chunks)
-        if isinstance(arr, LocalArray):
-            self.folder: Path | None = arr.folder
-            self.codec, self.fill = arr.compressor, arr.fill_value
-        else:
-            self.folder = chunk_folder(arr)
-            self.codec, self.fill = arr.metadata.compressor, arr.metadata.fill_value
+        self.folder, self.fill, self.codec = plain_chunks(arr)
 
     def write(self, y0: int, rows: np.ndarray, lead: Sequence[int] = (), x0: int = 0) -> None:
         """Store ``rows`` at row ``y0``, column ``x0`` and leading offsets ``lead`` (default 0: a volume's
@@ -328,6 +318,15 @@ class RowWriter:
                     (self.folder / key).write_bytes(codec.encode(_full_chunk(part, chunks, fill)))
 
 
+def plain_chunks(arr: zarr.Array | LocalArray) -> tuple[Path | None, Any, Any]:
+    """``(folder, fill value, codec)`` of an array whose chunk files imagelib reads and writes itself: a
+    :class:`LocalArray`'s, or a zarr array's where :func:`chunk_folder` finds one (None: zarr-python
+    does the I/O)."""
+    if isinstance(arr, LocalArray):
+        return arr.folder, arr.fill_value, arr.compressor
+    return chunk_folder(arr), arr.metadata.fill_value, arr.metadata.compressor
+
+
 def chunk_folder(arr: zarr.Array) -> Path | None:
     """The folder of a local Zarr v2 array whose chunk files are plain ``<i>.<j>.<k>`` files of C-order,
     little-endian (or 1-byte) values through one compressor; None where zarr-python must do the I/O."""
@@ -358,12 +357,7 @@ class ChunkReader:
 
     def __init__(self, arr: zarr.Array | LocalArray) -> None:
         self.arr, self.shape, self.chunks = arr, tuple(arr.shape), tuple(arr.chunks)
-        if isinstance(arr, LocalArray):
-            self.folder: Path | None = arr.folder
-            self.fill, self.decode = arr.fill_value, arr.decode
-        else:
-            self.folder = chunk_folder(arr)
-            self.fill, self.decode = arr.metadata.fill_value, getattr(arr.metadata.compressor, "decode", None)
+        self.folder, self.fill, self.codec = plain_chunks(arr)
         self.dtype = np.dtype(arr.dtype).newbyteorder("<") if self.folder else np.dtype(arr.dtype)
 
     def read(self, lead: Sequence[tuple[int, int]], yaxis: int, xaxis: int, cy: int, cx: int) -> np.ndarray:
@@ -382,12 +376,9 @@ class ChunkReader:
         for axis, i in lead:
             grid[axis], within[axis] = divmod(i, chunks[axis])
         h, w = min(ch, shape[yaxis] - cy * ch), min(cw, shape[xaxis] - cx * cw)
-        try:
-            data = (self.folder / ".".join(map(str, grid))).read_bytes()
-        except FileNotFoundError:  # never written: zarr's fill value
+        block = read_chunk(self.folder, grid, chunks, self.dtype, self.codec)
+        if block is None:  # never written: zarr's fill value
             return np.full((h, w), self.fill, dtype=self.dtype)
-        raw = data if self.decode is None else self.decode(data)
-        block = np.frombuffer(raw, dtype=self.dtype).reshape(chunks)
         at: list[Any] = [within[a] for a in range(len(shape))]
         at[yaxis], at[xaxis] = slice(0, h), slice(0, w)
         return block[tuple(at)]

@@ -26,7 +26,7 @@ import numpy as np
 
 class LocalArray:
     """One plain Zarr v2 array: ``shape``, ``chunks``, ``dtype``, ``fill_value``, ``compressor``, and
-    ``folder`` (where its ``<i>.<j>.<k>`` chunk files are); indexing opens it with zarr-python."""
+    ``folder`` (where its ``<i>.<j>.<k>`` chunk files are); indexed from its chunk files."""
 
     def __init__(self, folder: Path, meta: dict[str, Any]) -> None:
         self.folder = folder
@@ -46,17 +46,10 @@ class LocalArray:
 
         return numcodecs.get_codec(dict(self._compressor))
 
-    def decode(self, data: bytes) -> bytes | np.ndarray:
-        """One chunk file's bytes, decompressed."""
-        return data if self.compressor is None else self.compressor.decode(data)
-
     def chunk(self, grid: Sequence[int]) -> np.ndarray:
         """The whole chunk at grid position ``grid`` (the fill value where it was never written)."""
-        try:
-            data = (self.folder / ".".join(map(str, grid))).read_bytes()
-        except FileNotFoundError:
-            return np.full(self.chunks, self.fill_value, self.dtype)
-        return np.frombuffer(self.decode(data), self.dtype).reshape(self.chunks)
+        block = read_chunk(self.folder, grid, self.chunks, self.dtype, self.compressor)
+        return np.full(self.chunks, self.fill_value, self.dtype) if block is None else block
 
     def __getitem__(self, region: Any) -> np.ndarray:
         """Integers and unit-step slices per axis (``arr[...]``, ``arr[z]``, ``arr[1, :10, 5:]``), from
@@ -78,6 +71,19 @@ class LocalArray:
                 dst.append(slice(lo - start, hi - start))
             out[tuple(dst)] = self.chunk(grid)[tuple(src)]
         return out.reshape([stop - start for start, stop, whole in bounds if whole])
+
+
+def read_chunk(
+    folder: Path, grid: Sequence[int], chunks: Sequence[int], dtype: np.dtype, codec: Any
+) -> np.ndarray | None:
+    """The chunk file ``<i>.<j>.<k>`` at ``grid``, decoded by ``codec`` (None: stored raw) to the full
+    chunk shape; None where it was never written."""
+    try:
+        data = (folder / ".".join(map(str, grid))).read_bytes()
+    except FileNotFoundError:
+        return None
+    raw = data if codec is None else codec.decode(data)
+    return np.frombuffer(raw, dtype).reshape(chunks)
 
 
 def _bounds(region: Any, shape: tuple[int, ...]) -> list[tuple[int, int, bool]] | None:
