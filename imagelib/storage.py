@@ -268,7 +268,7 @@ class LocalStore(Store):
         """True when ``key`` exists and its publish completed."""
         return os.path.exists(self.path(f"{key}/{MARKER}"))
 
-    def local_folder(self, key: str) -> Path | None:
+    def local_folder(self, key: str) -> Path:
         """The folder of ``key``."""
         return Path(self.path(key))
 
@@ -279,7 +279,7 @@ class LocalStore(Store):
 
         self._check_published(key)
         with storage_errors(f"opening {self.key_url(key)}"):
-            group = open_local_group(Path(self.path(key)))
+            group = open_local_group(self.local_folder(key))
         return self.open_group(key) if group is None else group
 
     def publish(self, staging: str, final: str) -> bool:

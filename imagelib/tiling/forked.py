@@ -44,6 +44,11 @@ def can_fork(workers: int) -> bool:
     return threading.active_count() == 1
 
 
+def tile_bar(total: int, progress: bool) -> tqdm:
+    """The progress bar of a pyramid export (silent unless ``progress``)."""
+    return tqdm(total=total, unit="tile", disable=not progress, mininterval=0.5)
+
+
 def run_forked(
     jobs: Sequence[tuple[str, Callable[[], bytes]]],
     write: Callable[[str, bytes], None],
@@ -124,10 +129,11 @@ def _child(
     try:
         for k, (rel, render) in enumerate(share, 1):
             write(rel, render())
-            if k == len(share) and isinstance(write, Spill):
-                write.flush()
-            if k % REPORT_EVERY == 0 or k == len(share):
-                os.write(out, b"." * (REPORT_EVERY if k % REPORT_EVERY == 0 else k % REPORT_EVERY))
+            if k % REPORT_EVERY == 0:
+                os.write(out, b"." * REPORT_EVERY)
+        if isinstance(write, Spill):
+            write.flush()
+        os.write(out, b"." * (len(share) % REPORT_EVERY))  # the tiles not reported yet
         return 0
     except BaseException as exc:  # everything goes back to the parent, coded
         os.write(out, _ERROR + json.dumps(from_exception(exc).to_dict(), default=str).encode())
@@ -138,7 +144,7 @@ def _child(
 
 def _collect(children: dict[int, int], total: int, progress: bool) -> int:
     """Follow the children's pipes to their end: progress into a bar, the first error raised."""
-    bar = tqdm(total=total, unit="tile", disable=not progress, mininterval=0.5)
+    bar = tile_bar(total, progress)
     done, open_pipes, failure = 0, set(children), None
     try:
         while open_pipes:

@@ -10,11 +10,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from tqdm import tqdm
-
 from imagelib.multiscale import CHUNK
 from imagelib.tiling.cache import LruCache
-from imagelib.tiling.forked import can_fork, run_forked
+from imagelib.tiling.forked import can_fork, run_forked, tile_bar
 from imagelib.tiling.grid import DziGrid
 from imagelib.tiling.render import Renderer
 from imagelib.tiling.sink import TileWriter
@@ -34,7 +32,7 @@ def run(
     workers = workers or os.cpu_count() or 1
     if (sink.forkable or sink.ordered) and can_fork(workers):
         return run_forked(list(jobs), sink.write, workers, progress, ordered=sink.ordered)
-    bar = tqdm(total=total, unit="tile", disable=not progress, mininterval=0.5)
+    bar = tile_bar(total, progress)
     pending: deque[Future[tuple[str, bytes] | None]] = deque()
     done = 0
 
