@@ -1,4 +1,5 @@
-"""Tile encoders: JPEG drops alpha and accepts any slice (1×1 edge tiles included)."""
+"""Tile encoders: JPEG drops alpha and accepts any slice (1×1 edge tiles included); PNG and WebP drop an
+alpha channel only where it is opaque everywhere."""
 
 from __future__ import annotations
 
@@ -70,3 +71,23 @@ def test_png_of_smooth_tile_is_small() -> None:
     y, x = np.mgrid[0:256, 0:256]
     tile = np.stack([x, y, (x + y) // 2, np.full_like(x, 255)], axis=-1).astype(np.uint8)
     assert len(encode(tile, "png")) < 4096
+
+
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+@pytest.mark.parametrize("channels", [2, 4])
+def test_opaque_alpha_is_left_out(fmt: str, channels: int) -> None:
+    """An alpha of 255 everywhere is not written (grey or RGB, the same pixels decoded); one transparent
+    pixel keeps it. WebP (lossy, always colour) is checked by its alpha only."""
+    rng = np.random.default_rng(channels)
+    img = rng.integers(0, 256, (64, 48, channels), dtype=np.uint8)
+    img[..., -1] = 255
+    with Image.open(io.BytesIO(encode(img, fmt))) as im:
+        assert "A" not in im.mode
+        if fmt == "png":
+            assert im.mode == {2: "L", 4: "RGB"}[channels]
+            assert np.array_equal(np.asarray(im).reshape(64, 48, channels - 1), img[..., :-1])
+    img[5, 7, -1] = 0
+    with Image.open(io.BytesIO(encode(img, fmt))) as im:
+        assert im.mode.endswith("A")
+        if fmt == "png":
+            assert np.array_equal(np.asarray(im).reshape(img.shape), img)

@@ -3,12 +3,14 @@ nodata is transparent, the zoom range follows the native resolution, pre-baked =
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
 import morecantile
 import numpy as np
 import pytest
+from PIL import Image
 from pyproj import Transformer
 from test_tiling import ingest_array, lib, png  # noqa: F401 - module-scoped IMAGELIB_HOME fixture
 
@@ -143,7 +145,68 @@ def test_global_geographic_raster(lib: Path, data_dir: Path) -> None:  # noqa: F
     version = imagelib.ingest(data_dir / "world.rgb.tif", "xyz", "world")["version"]
     grid = renderer_for(version).xyz_grid
     assert grid.lonlat[1] == pytest.approx(-85.0511, abs=1e-3) or grid.lonlat[1] > -85.06
-    tile = png(
-        render_tile(version, grid.minzoom, *grid.tile_range(grid.minzoom)[::2], scheme="xyz", cache=None)
-    )
+    data = render_tile(version, grid.minzoom, *grid.tile_range(grid.minzoom)[::2], scheme="xyz", cache=None)
+    tile = np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))  # an opaque tile has no alpha channel
     assert tile[..., 3].mean() > 128 and tile[..., :3].std() > 10
+
+
+def test_inside_shortcut_agrees_with_the_per_pixel_test(lib: Path) -> None:  # noqa: F811
+    """``nearest_map`` skips the per-pixel inside test when the knots say every pixel is inside: over
+    every tile of every zoom of a 1200×1400 image (edge, corner and interior tiles) that answer equals
+    the per-pixel test, interior tiles do take the shortcut, and the interpolation is bit-identical to
+    the plain broadcasting formula it replaced."""
+    from imagelib.tiling.xyz import _bilinear, _within
+
+    version = ingest_array(lib, "inside", np.full((1, 1200, 1400), 9, np.uint8))
+    renderer = renderer_for(version)
+    grid, shortcuts, masked = renderer.xyz_grid, 0, 0
+    for z, x, y in grid.tiles():
+        level = grid.source_level(z, renderer.plane.levels)
+        shape = renderer.plane.shape(level)
+        rows, cols, inside = grid.nearest_map(z, x, y, level, shape)
+        per_pixel = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+        if inside is None:
+            shortcuts += 1
+            assert per_pixel.all()
+        else:
+            masked += 1
+            np.testing.assert_array_equal(inside, per_pixel)
+    assert shortcuts > 0 and masked > 0
+    # a level whose last row or column is the tile's last (or one short of it): the border cases
+    z, x, y = next(
+        t for t in grid.tiles() if t[0] == grid.maxzoom and grid.nearest_map(*t, 0, shape)[2] is None
+    )
+    rows, cols, _ = grid.nearest_map(z, x, y, 0, shape)
+    for size in [(int(rows.max()) + k, int(cols.max()) + 5) for k in (0, 1, 2)] + [
+        (int(rows.max()) + 5, int(cols.max()) + k) for k in (0, 1, 2)
+    ]:
+        _, _, inside = grid.nearest_map(z, x, y, 0, size)
+        per_pixel = (rows < size[0]) & (cols < size[1])
+        assert per_pixel.all() if inside is None else np.array_equal(inside, per_pixel)
+    assert not _within(np.array([-1e-9, 5.0]), 10) and not _within(np.array([0.0, 10 - 1e-9]), 10)
+    assert _within(np.array([0.0, 9.99]), 10)
+    knots = np.random.default_rng(3).normal(500.0, 80.0, (17, 17))
+    f = (np.arange(16) + 0.5) / 16
+    along_y = knots[:-1, None, :] * (1 - f)[:, None] + knots[1:, None, :] * f[:, None]
+    expected = (along_y[:, :, :-1, None] * (1 - f) + along_y[:, :, 1:, None] * f).reshape(256, 256)
+    assert np.array_equal(_bilinear(knots, 16), expected)
+
+
+def test_opaque_tiles_decode_to_the_pixels_of_the_alpha_tiles(lib: Path) -> None:  # noqa: F811
+    """Interior tiles of an image without nodata are written without alpha (RGB), edge tiles with it; an
+    interior tile's colours are the source pixels under its pixel centres (pyproj, independently)."""
+    rng = np.random.default_rng(4)
+    data = rng.integers(0, 256, (3, 1200, 1400), dtype=np.uint8)
+    version = ingest_array(lib, "opaque", data)
+    grid = renderer_for(version).xyz_grid
+    modes: dict[str, list[tuple[int, int, int]]] = {}
+    for z, x, y in grid.tiles():
+        with Image.open(io.BytesIO(render_tile(version, z, x, y, "png", scheme="xyz", cache=None))) as im:
+            modes.setdefault(im.mode, []).append((z, x, y))
+    assert set(modes) == {"RGB", "RGBA"}
+    z, x, y = next(t for t in modes["RGB"] if t[0] == grid.maxzoom)  # full resolution: level 0's pixels
+    pixels = png(render_tile(version, z, x, y, "png", scheme="xyz", cache=None))
+    transform = [30.0, 0.0, 300000.0, 0.0, -30.0, 2800000.0]  # test_tiling's UTM profile
+    rows, cols = source_pixels(morecantile.Tile(x, y, z), transform, "EPSG:32618")
+    exact = np.all(pixels == data[:, rows, cols].transpose(1, 2, 0), axis=-1)
+    assert exact.mean() > 0.99

@@ -40,12 +40,13 @@ def normalize_format(fmt: str) -> str:
 
 
 def encode(img: np.ndarray, fmt: str, encoding: Encoding = Encoding()) -> bytes:
-    """Encode an ``(h, w, c)`` uint8 image; JPEG drops the alpha channel."""
+    """Encode an ``(h, w, c)`` uint8 image; JPEG drops the alpha channel, PNG and WebP an alpha channel
+    that is opaque everywhere (the same image once decoded, and a quarter less for PNG's deflate)."""
     fmt = normalize_format(fmt)
+    if img.shape[2] in (2, 4) and (fmt == "jpg" or _opaque(img)):
+        img = img[..., :-1]
     if fmt == "png":
         return _png(img, encoding.png_compression)
-    if fmt == "jpg" and img.shape[2] in (2, 4):
-        img = img[..., :-1]
     if fmt == "jpg":
         return _jpeg(img, encoding.quality)
     buf = io.BytesIO()
@@ -54,6 +55,11 @@ def encode(img: np.ndarray, fmt: str, encoding: Encoding = Encoding()) -> bytes:
     )
     image.save(buf, "WEBP", quality=encoding.quality)
     return buf.getvalue()
+
+
+def _opaque(img: np.ndarray) -> bool:
+    """True when the last channel (alpha) is 255 everywhere."""
+    return bool(img[..., -1].min() == 255)
 
 
 def _jpeg(img: np.ndarray, quality: int) -> bytes:
@@ -81,11 +87,11 @@ def _png(img: np.ndarray, level: int) -> bytes:
     import imagecodecs
 
     h, w, c = img.shape
-    rows = img.reshape(h, w * c)
     scanlines = np.empty((h, w * c + 1), np.uint8)
     scanlines[:, 0] = 2  # filter type Up: each byte minus the one above (the first row: minus 0)
-    scanlines[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=scanlines[1:, 1:])
+    pixels = scanlines[:, 1:].reshape(h, w, c)  # a view; ``img`` may be strided (an alpha dropped)
+    pixels[0] = img[0]
+    np.subtract(img[1:], img[:-1], out=pixels[1:])
     header = struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOUR[c], 0, 0, 0)
     idat = bytes(imagecodecs.deflate_encode(scanlines, level=level))
     return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", header), _chunk(b"IDAT", idat), _chunk(b"IEND", b"")))

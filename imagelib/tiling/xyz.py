@@ -157,8 +157,9 @@ class XyzGrid:
 
     def nearest_map(
         self, z: int, x: int, y: int, level: int, shape: tuple[int, int], step: int = 16
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Source ``(rows, cols)`` of ``level`` under each tile pixel centre, and which lie inside it.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Source ``(rows, cols)`` of ``level`` under each tile pixel centre, and which lie inside it
+        (None: all of them, the usual case, told from the knots so no per-pixel test is made).
 
         Exact pyproj transforms on a grid every ``step`` px, bilinear in between (sub-0.001 px error
         at tile scale for smooth projections); deterministic, so pre-baked == on-the-fly."""
@@ -169,9 +170,10 @@ class XyzGrid:
         sx, sy = self._to_source().transform(gx, gy)
         inv = ~self.level_transform(level)
         col, row = inv.a * sx + inv.b * sy + inv.c, inv.d * sx + inv.e * sy + inv.f
-        rows, cols = (np.floor(_bilinear(grid, step)).astype(np.int64) for grid in (row, col))
-        inside = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
-        return rows, cols, inside
+        rows, cols = (_floor(_bilinear(grid, step)).astype(np.int64) for grid in (row, col))
+        if _within(row, shape[0]) and _within(col, shape[1]):
+            return rows, cols, None
+        return rows, cols, (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
 
     def _to_source(self) -> Transformer:
         """A per-thread EPSG:3857 → source CRS transformer (pyproj transformers are not thread-safe)."""
@@ -225,15 +227,41 @@ def _tile_range(lonlat: tuple[float, float, float, float], z: int) -> tuple[int,
 
 def _bilinear(grid: np.ndarray, step: int) -> np.ndarray:
     """Separable linear interpolation of a knot grid (knots every ``step`` px, ``step`` divides the tile)
-    at the tile's pixel centres, ``(TILE, TILE)``.
+    at the tile's pixel centres, ``(TILE, TILE)``: ``a·(1 − f) + b·f`` between neighbouring knots.
 
-    By broadcasting over (knot row, offset, knot column, offset) rather than gathering, and not as a
-    matrix product: OpenBLAS would spread a 256×17×256 product over every core and spin, slowing the
+    Knots repeated to full rows and columns, then whole-row products: ~1.4× faster than broadcasting over
+    (knot, offset) axes with an inner length of ``step``, with the same operations so the same bits. Not
+    a matrix product: OpenBLAS would spread a 256×17×256 product over every core and spin, slowing the
     tile threads around it ~2×."""
-    f = (np.arange(step) + 0.5) / step  # a pixel centre's offset inside its knot cell
-    along_y = grid[:-1, None, :] * (1 - f)[:, None] + grid[1:, None, :] * f[:, None]
-    both = along_y[:, :, :-1, None] * (1 - f) + along_y[:, :, 1:, None] * f
-    return both.reshape(TILE, TILE)
+    near, far = _weights(step)
+    along_y = np.repeat(grid[:-1], step, 0) * near[:, None] + np.repeat(grid[1:], step, 0) * far[:, None]
+    out = np.repeat(along_y[:, :-1], step, 1)
+    out *= near
+    right = np.repeat(along_y[:, 1:], step, 1)
+    right *= far
+    out += right
+    return out
+
+
+def _floor(values: np.ndarray) -> np.ndarray:
+    """``floor`` in place."""
+    return np.floor(values, out=values)
+
+
+def _within(knots: np.ndarray, size: int) -> bool:
+    """True when every value interpolated between ``knots`` floors into ``[0, size)``. Interpolated
+    values lie between the smallest and largest knot; the 1e-6 px margin covers rounding (a few ulps)."""
+    return bool(knots.min() >= 0 and knots.max() < size - 1e-6)
+
+
+@lru_cache(maxsize=4)
+def _weights(step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel of a tile row, the weights ``(1 − f, f)`` of its knot cell's two ends (``f`` = the pixel
+    centre's offset in the cell)."""
+    f = (np.arange(step) + 0.5) / step
+    near, far = np.tile(1 - f, TILE // step), np.tile(f, TILE // step)
+    near.flags.writeable = far.flags.writeable = False  # shared by every tile (and thread)
+    return near, far
 
 
 def native_resolution(crs: CRS, transform: Affine, width: int, height: int) -> float:
