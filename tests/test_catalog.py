@@ -84,3 +84,53 @@ def test_lineage_walks_only_the_connected_dag(catalog_env: str) -> None:
     assert [a["version"] for a in up] == [ids["c"], ids["a"], ids["b"], ids["r"]]
     assert up[0]["operation"] == {"op": "filter", "to": "d"}
     assert catalog.lineage(ids["z"]) == {"version": ids["z"], "ancestors": [], "descendants": []}
+
+
+def _schema(engine: sa.Engine) -> dict[str, dict[str, object]]:
+    """Everything the inspector reports of each table: columns (name, type, nullability, default),
+    primary key, foreign keys, indexes and unique constraints."""
+    inspector = sa.inspect(engine)
+    found: dict[str, dict[str, object]] = {}
+    for name in sorted(inspector.get_table_names()):
+        found[name] = {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(name)
+            ],
+            "primary_key": inspector.get_pk_constraint(name)["constrained_columns"],
+            "foreign_keys": sorted(
+                (tuple(k["constrained_columns"]), k["referred_table"], tuple(k["referred_columns"]))
+                for k in inspector.get_foreign_keys(name)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(name)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"])) for u in inspector.get_unique_constraints(name)
+            ),
+        }
+    return found
+
+
+def test_fresh_sqlite_schema_is_the_migrated_schema(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new SQLite catalog is created from the table definitions and stamped at head (no Alembic run);
+    column for column, key for key and index for index it equals what the migrations build, and a
+    database holding tables is migrated, never re-created."""
+    from imagelib.catalog import create_fresh, migrate
+
+    migrated = sa.create_engine(f"sqlite:///{tmp_path}/migrated.db")
+    migrate(migrated)
+
+    def no_migration(engine: sa.Engine) -> None:
+        raise AssertionError("a new SQLite catalog ran the migrations")
+
+    monkeypatch.setattr("imagelib.catalog.migrate", no_migration)
+    catalog = Catalog(f"sqlite:///{tmp_path}/fresh.db")
+    assert at_head(catalog.engine) and at_head(migrated)
+    assert _schema(catalog.engine) == _schema(migrated)
+    assert not create_fresh(catalog.engine)  # has tables: left alone
+    behind = sa.create_engine(f"sqlite:///{tmp_path}/behind.db")
+    with behind.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE other (x INTEGER)"))
+    assert not create_fresh(behind)
+    assert sa.inspect(behind).get_table_names() == ["other"]
