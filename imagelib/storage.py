@@ -146,8 +146,7 @@ class Store:
     def verify_size(self, key: str, expected: int) -> None:
         """Refuse to publish a staged object (or tree: the total of its files) whose size differs."""
         with storage_errors(f"checking {self.key_url(key)}"):
-            path = self.path(key)
-            found = self.fs.du(path, total=True) if self.fs.isdir(path) else self.fs.size(path)
+            found = self.stored_size(key)
         if found != expected:
             raise StorageError(
                 f"staged {key} has {found} bytes, expected {expected}",
@@ -156,6 +155,11 @@ class Store:
                 expected=expected,
                 found=found,
             )
+
+    def stored_size(self, key: str) -> int:
+        """Bytes stored at ``key``: the object's size, or the total of a tree's files."""
+        path = self.path(key)
+        return self.fs.du(path, total=True) if self.fs.isdir(path) else self.fs.size(path)
 
     def publish(self, staging: str, final: str) -> bool:
         """Make ``staging`` visible at ``final`` atomically; False if ``final`` was already published."""
@@ -257,6 +261,13 @@ class LocalStore(Store):
         # fsspec's own rule (``~`` expanded, made absolute), without importing fsspec
         path = self.url.removeprefix("file://") or "/"
         return os.path.abspath(os.path.expanduser(path))
+
+    def stored_size(self, key: str) -> int:
+        """Bytes stored at ``key`` (fsspec's ``du``/``size`` answer, without importing fsspec)."""
+        path = Path(self.path(key))
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
 
     def zarr_store(self, key: str, read_only: bool = False) -> zarr.storage.StoreLike:
         """zarr's LocalStore at ``key`` (the fast chunk writer recognises it)."""

@@ -21,7 +21,7 @@ from rasterio.transform import from_origin
 import imagelib
 from imagelib.errors import ImagelibError, ValidationFailed
 from imagelib.multiscale import downsample2
-from imagelib.storage import Store
+from imagelib.storage import LocalStore, Store
 from imagelib.tiling.cache import TileCache
 from imagelib.tiling.encode import encode
 from imagelib.tiling.export import tile_version
@@ -202,17 +202,24 @@ def test_local_publish_is_one_rename(tmp_path: Path) -> None:
     assert not Path(store.path(again)).exists()
 
 
-def test_verify_size_refuses_a_wrong_size(tmp_path: Path) -> None:
-    """A staged object shorter or longer than what was written is STORAGE_VERIFY_FAILED; the right size
-    passes."""
-    store = Store(f"file://{tmp_path}/store")
-    key = f"{store.new_staging()}/source/a.bin"
+@pytest.mark.parametrize("kind", [Store, LocalStore])
+def test_verify_size_refuses_a_wrong_size(tmp_path: Path, kind: type[Store]) -> None:
+    """A staged object (or tree: the total of its files) shorter or longer than what was written is
+    STORAGE_VERIFY_FAILED; the right size passes. LocalStore counts without fsspec, the same answer."""
+    store = kind(f"file://{tmp_path}/store")
+    staging = store.new_staging()
+    key = f"{staging}/source/a.bin"
     stage_file(store, key, b"x" * 1000)
+    stage_file(store, f"{staging}/source/deeper/b.bin", b"y" * 24)
     store.verify_size(key, 1000)
+    store.verify_size(f"{staging}/source", 1024)
     for wrong in (999, 1001, 0):
         with pytest.raises(ImagelibError) as err:
             store.verify_size(key, wrong)
         assert err.value.code == "STORAGE_VERIFY_FAILED"
+    with pytest.raises(ImagelibError) as err:
+        store.verify_size(f"{staging}/source", 1000)
+    assert err.value.code == "STORAGE_VERIFY_FAILED"
 
 
 def test_verify_size_on_an_object_store(s3_store: str, moto_server: str) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import h5py
 import numpy as np
 import xarray as xr
 
@@ -15,6 +14,9 @@ from imagelib.formats.detect import HDF5_MAGIC, HDF5_SUPERBLOCK_OFFSETS, has_mag
 from imagelib.formats.georef import check_plausible, crs_label
 from imagelib.formats.lazy import LazySource, guard_dimensions, preferred_chunks, to_dask, yx_chunks
 from imagelib.formats.meta import RasterMeta
+
+if TYPE_CHECKING:
+    import h5py
 
 IRREGULAR_TOLERANCE = 1e-3  # relative step difference above which 1-D coordinates are not an affine grid
 
@@ -35,6 +37,8 @@ class HDF5Reader:
 
 def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
     """Open one dataset of an HDF5/NetCDF4 file lazily; refuse anything pointing outside the file."""
+    import h5py  # here, not at the top: a GeoTIFF ingest never loads it (~20 ms)
+
     try:
         fh = h5py.File(path, "r")
     except OSError as exc:
@@ -84,6 +88,8 @@ def open_hdf5(path: Path, address: str | None) -> xr.DataArray:
 
 def candidate_datasets(fh: h5py.File) -> list[str]:
     """Image-like datasets: numeric, 2-D or more, not a dimension scale."""
+    import h5py
+
     found: list[str] = []
 
     def visit(name: str, link: Any) -> None:
@@ -118,6 +124,8 @@ def _only_candidate(fh: h5py.File, path: Path) -> str:
 
 def refuse_external_links(fh: h5py.File, path: Path) -> None:
     """External links would make h5py open other files; refuse the whole file."""
+    import h5py
+
     bad: list[str] = []
 
     def visit(name: str, link: Any) -> None:
@@ -273,6 +281,8 @@ def _lookup(fh: h5py.File, ds: h5py.Dataset, name: str) -> Any:
 
 def _xy_coordinates(fh: h5py.File, ds: h5py.Dataset) -> tuple[h5py.Dataset, h5py.Dataset] | None:
     """The x and y coordinate variables: the dataset's dimension scales, else ``x``/``y`` beside it."""
+    import h5py
+
     scales = [ds.dims[i][0] if len(ds.dims[i]) else None for i in (ds.ndim - 1, ds.ndim - 2)]
     if all(isinstance(s, h5py.Dataset) and s.ndim == 1 and s.dtype.kind in "uif" for s in scales):
         x, y = scales
