@@ -239,3 +239,29 @@ def test_local_attrs_are_saved_whole(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "g.zarr").iterdir() if p.name.endswith(".part")] == []
     heavy = zarr.open_array(str(tmp_path / "g.zarr" / "0"), mode="r")
     assert np.isnan(heavy.fill_value) and np.isnan(group["0"][...]).all()  # never written: the fill
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32", "float64"])
+@pytest.mark.parametrize("shuffle", [0, 1, 2])
+@pytest.mark.parametrize("cname", ["lz4", "zstd"])
+def test_blosc_frames_are_numcodecs_frames(dtype: str, shuffle: int, cname: str) -> None:
+    """zarr_local's Blosc (imagecodecs) and numcodecs' Blosc read each other's chunks, smooth and noisy,
+    for every shuffle; configs it does not write exactly as numcodecs (auto shuffle, other codecs) are
+    numcodecs' own codec."""
+    import numcodecs
+
+    from imagelib.zarr_local import Blosc, codec
+
+    config = {"id": "blosc", "cname": cname, "clevel": 5, "shuffle": shuffle, "blocksize": 0}
+    ours, theirs = codec(config), numcodecs.get_codec(dict(config))
+    assert isinstance(ours, Blosc)
+    rng = np.random.default_rng(shuffle)
+    smooth = (np.add.outer(np.arange(300), np.arange(200)) % 250).astype(dtype)
+    for block in (smooth, (rng.random((300, 200)) * 200).astype(dtype)):
+        for encoded, decode in ((ours.encode(block), theirs.decode), (theirs.encode(block), ours.decode)):
+            assert np.array_equal(np.frombuffer(decode(encoded), dtype).reshape(block.shape), block)
+    assert len(ours.encode(smooth)) < smooth.nbytes // 4  # it does compress
+    # the frame header's flags (shuffle, memcpy) and type size: the same choices numcodecs makes
+    assert bytes(ours.encode(smooth))[2:4] == bytes(theirs.encode(smooth))[2:4]
+    assert not isinstance(codec({**config, "shuffle": -1}), Blosc)
+    assert not isinstance(codec({"id": "zstd", "level": 3}), Blosc) and codec(None) is None

@@ -16,9 +16,9 @@ import numpy as np
 import tifffile
 
 HEAVY = ("dask", "xarray", "pandas")
-#: not needed to read a plain local pyramid (imagelib.zarr_local) found through a SQLite catalog
-#: (imagelib.catalog_read)
-LOCAL_ONLY = ("zarr", "fsspec", "sqlalchemy")
+#: not needed to read a plain local pyramid (imagelib.zarr_local, Blosc through imagecodecs) found through
+#: a SQLite catalog (imagelib.catalog_read)
+LOCAL_ONLY = ("zarr", "numcodecs", "fsspec", "sqlalchemy")
 
 
 def imported(stderr: str) -> set[str]:
@@ -59,7 +59,8 @@ def test_tile_export_imports_no_dask_xarray_pandas_zarr_fsspec_sqlalchemy(home: 
 def test_geotiff_ingest_imports_no_zarr(home: Path, tmp_path: Path) -> None:
     """A local ingest of a GeoTIFF into a new library writes its pyramid with imagelib.zarr_local and reads
     with rasterio: zarr-python (~0.15 s of start-up, and an I/O thread that stops the tile cut from
-    forking), fsspec, h5py and Alembic (the new SQLite catalog is created at head) stay out."""
+    forking), numcodecs (imagecodecs writes the same Blosc frames), fsspec, h5py and Alembic (the new SQLite
+    catalog is created at head) stay out."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -77,5 +78,5 @@ def test_geotiff_ingest_imports_no_zarr(home: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["version"]
     modules = imported(done.stderr)
-    assert {"imagelib", "rasterio", "numcodecs"} <= modules
-    assert not {"zarr", "fsspec", "h5py", "alembic"} & modules  # other formats, object stores, migrations
+    assert {"imagelib", "rasterio", "imagecodecs"} <= modules  # chunks compressed by zarr_local.Blosc
+    assert not {"zarr", "numcodecs", "fsspec", "h5py", "alembic"} & modules
