@@ -69,6 +69,22 @@ def coded(command: F) -> F:
 
 
 @contextmanager
+def uncollected() -> Iterator[None]:
+    """Pause the cyclic collector while a command imports its modules: the imports make ~150 000
+    objects, none of them garbage, and every generation-2 collection they trigger walks all made so far
+    (~0.2 s of an ingest's ~1.2 s of imports). It is switched back on after, if it was on."""
+    import gc  # here: the module's name `gc` is the command below
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@contextmanager
 def frozen_imports() -> Iterator[None]:
     """Keep the objects alive now (~150 000, nearly all from imports, none ever garbage) out of the
     cyclic collector's generations while the block runs: every full collection walked them all, ~0.5 s
@@ -117,11 +133,12 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate, version and store a file; prints the new (or existing) version."""
-    from imagelib.formats.registry import readers
-    from imagelib.ingestion import TileRequest
-    from imagelib.ingestion import ingest as run
+    with uncollected():
+        from imagelib.formats.registry import readers
+        from imagelib.ingestion import TileRequest
+        from imagelib.ingestion import ingest as run
 
-    readers()  # the built-in readers' imports (rasterio, h5py, …) before the freeze
+        readers()  # the built-in readers' imports (rasterio, …) before the freeze
     progress = sys.stderr.isatty() or not as_json
     request = None if tiles is None else TileRequest(out, fmt, tile_size, overlap, tiles)
     with frozen_imports():

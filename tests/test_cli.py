@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from imagelib.cli import app
@@ -66,3 +67,33 @@ def test_usage_errors_exit_2(home: Path) -> None:
     assert code == 2 and body["error"]["field"] == "version"
     code, body = run("ingest", str(DATA / "byte.tif"), "--namespace", "../etc", "--dataset", "x")
     assert code == 2 and body["error"]["code"] == "DATASET_NAME_INVALID"
+
+
+def test_ingest_imports_without_the_collector_and_restores_it(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingest command imports its readers with the cyclic collector paused (its full collections
+    walked every import-time object) and leaves it as it found it: on after an ingest, and still off
+    for a caller that had switched it off, errors included."""
+    import gc
+
+    import imagelib.formats.registry as registry
+
+    seen: list[bool] = []
+    real = registry.readers
+
+    def spy() -> object:
+        seen.append(gc.isenabled())
+        return real()
+
+    monkeypatch.setattr(registry, "readers", spy)
+    assert gc.isenabled()
+    code, _ = run("ingest", str(DATA / "byte.tif"), "--namespace", "cli", "--dataset", "gc")
+    assert code == 0 and seen[0] is False and gc.isenabled()  # the command's call; later ones open the file
+    before = len(seen)
+    gc.disable()
+    try:
+        code, _ = run("ingest", str(DATA / "nothing-here.tif"), "--namespace", "cli", "--dataset", "gc")
+        assert code != 0 and seen[before] is False and not gc.isenabled()
+    finally:
+        gc.enable()
