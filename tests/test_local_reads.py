@@ -243,11 +243,11 @@ def test_local_attrs_are_saved_whole(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32", "float64"])
 @pytest.mark.parametrize("shuffle", [0, 1, 2])
-@pytest.mark.parametrize("cname", ["lz4", "zstd"])
+@pytest.mark.parametrize("cname", ["lz4", "lz4hc", "blosclz", "zstd", "zlib"])  # all Blosc.handles
 def test_blosc_frames_are_numcodecs_frames(dtype: str, shuffle: int, cname: str) -> None:
     """zarr_local's Blosc (imagecodecs) and numcodecs' Blosc read each other's chunks, smooth and noisy,
-    for every shuffle; configs it does not write exactly as numcodecs (auto shuffle, other codecs) are
-    numcodecs' own codec."""
+    for every shuffle and every compressor it takes; configs it does not write exactly as numcodecs
+    (auto shuffle, other codecs) are numcodecs' own codec."""
     import numcodecs
 
     from imagelib.zarr_local import Blosc, codec
